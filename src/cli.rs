@@ -1,0 +1,402 @@
+//! The headless face of ftui: every command drives the same engine the
+//! workbench uses, prints one JSON document with `--json`, and exits non-zero
+//! with a one-line cause on failure (2 for a bad config or bad arguments).
+
+use crate::config::{AttnImplementation, DType, RunConfig};
+use crate::engine::{Command, Engine, Event, Prompt};
+use crate::generate::SamplingParams;
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "ftui", version, about = "A terminal workbench for LoRA/QLoRA fine-tuning of language models")]
+pub struct Cli {
+    /// Run configuration for the workbench.
+    #[arg(long, global = true, default_value = "sample-data/ftui.toml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// What this installation can do: libtorch, CUDA, bf16, folders, hub, default model.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render a conversation with a model's chat template and tokenize it.
+    Template(TemplateArgs),
+    /// Generate text from a prompt or a conversation.
+    Generate(GenerateArgs),
+    /// Per-token log-probabilities of a text under the model.
+    Score(ScoreArgs),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A model folder, a .gguf file, a hub repo id (owner/name[@rev]) or `default`.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// float32, bfloat16, float16 or auto.
+    #[arg(long, default_value = "auto", value_parser = parse_dtype)]
+    pub dtype: DType,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// sdpa or eager attention.
+    #[arg(long, default_value = "sdpa", value_parser = parse_attn)]
+    pub attn: AttnImplementation,
+}
+
+fn parse_dtype(s: &str) -> Result<DType, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("`{s}` is not one of float32, bfloat16, float16, auto"))
+}
+
+fn parse_attn(s: &str) -> Result<AttnImplementation, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("`{s}` is not one of sdpa, eager"))
+}
+
+#[derive(Args, Debug)]
+pub struct TemplateArgs {
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// A chat template file (or a built-in name) instead of the model's own.
+    #[arg(long)]
+    pub chat_template: Option<String>,
+    /// A JSON file holding [{"role": ..., "content": ...}, ...].
+    #[arg(long)]
+    pub messages: PathBuf,
+    #[arg(long)]
+    pub add_generation_prompt: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[group(id = "input", required = true, multiple = false)]
+pub struct InputArgs {
+    /// Plain text prompt.
+    #[arg(long, group = "input")]
+    pub prompt: Option<String>,
+    /// A JSON conversation file, rendered with the chat template.
+    #[arg(long, group = "input")]
+    pub messages: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub input: InputArgs,
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 50)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f64,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop when this text appears (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// Recompute the whole sequence every step (to check the KV cache).
+    #[arg(long, hide = true)]
+    pub no_cache: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Text to score (tokenized with the tokenizer's special tokens).
+    #[arg(long, group = "score_input")]
+    pub text: Option<String>,
+    /// A JSON conversation file, rendered with the chat template.
+    #[arg(long, group = "score_input")]
+    pub messages: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Prompt and generation tokens per second (greedy, KV cache).
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// New tokens to generate.
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        /// Prompt length in tokens.
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure with its exit code.
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            code: 1,
+            message: e.to_string(),
+        }
+    }
+}
+
+pub fn load_config(path: &Path) -> Result<RunConfig, Failure> {
+    let mut c = RunConfig::load(path).map_err(|e| Failure {
+        code: 2,
+        message: e.to_string(),
+    })?;
+    c.resolve(path.parent().unwrap_or(Path::new(".")));
+    Ok(c)
+}
+
+fn read_messages(path: &Path) -> Result<Vec<serde_json::Value>, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
+    match v {
+        serde_json::Value::Array(a) if a.iter().all(|m| m.get("role").is_some()) => Ok(a),
+        _ => Err(format!(
+            "{}: expected a JSON list of {{\"role\": ..., \"content\": ...}} messages",
+            path.display()
+        )
+        .into()),
+    }
+}
+
+/// Loads the model on a fresh engine, showing download progress on stderr.
+fn engine_with_model(m: &ModelArgs, quiet: bool) -> Result<Engine, Failure> {
+    let engine = Engine::start();
+    engine.send(Command::LoadModel {
+        source: m.model.clone(),
+        dtype: m.dtype,
+        device: m.device.clone(),
+        attn: m.attn,
+    });
+    wait(&engine, quiet, |e| matches!(e, Event::ModelLoaded(_)).then_some(()))?;
+    Ok(engine)
+}
+
+/// Waits for the event `pick` accepts; an error event fails.
+fn wait<T>(engine: &Engine, quiet: bool, mut pick: impl FnMut(&Event) -> Option<T>) -> Result<T, Failure> {
+    loop {
+        let e = engine.events.recv().map_err(|_| "the engine stopped unexpectedly")?;
+        if let Some(t) = pick(&e) {
+            return Ok(t);
+        }
+        match e {
+            Event::Error { task, message } => return Err(format!("{task}: {message}").into()),
+            Event::Progress { task, done, total } if !quiet && total > 0 => {
+                eprint!("\r{task}: {:5.1}%", 100.0 * done as f64 / total as f64);
+                if done >= total {
+                    eprintln!();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{v}");
+}
+
+fn prompt_of(input: &InputArgs) -> Result<Prompt, Failure> {
+    match (&input.prompt, &input.messages) {
+        (Some(p), _) => Ok(Prompt::Text(p.clone())),
+        (None, Some(f)) => Ok(Prompt::Messages(read_messages(f)?)),
+        (None, None) => Err("give --prompt TEXT or --messages FILE.json".into()),
+    }
+}
+
+pub fn run(cmd: Cmd) -> Result<(), Failure> {
+    match cmd {
+        Cmd::Doctor { json } => {
+            let r = crate::doctor::report();
+            if json {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                println!("{r}");
+            }
+            Ok(())
+        }
+        Cmd::Template(a) => template(a),
+        Cmd::Generate(a) => generate(a),
+        Cmd::Score(a) => {
+            let prompt = match (&a.text, &a.messages) {
+                (Some(t), _) => Prompt::Text(t.clone()),
+                (None, Some(f)) => Prompt::Messages(read_messages(f)?),
+                (None, None) => return Err("give --text TEXT or --messages FILE.json".into()),
+            };
+            let engine = engine_with_model(&a.model, a.json)?;
+            engine.send(Command::Score { prompt });
+            let s = wait(&engine, a.json, |e| match e {
+                Event::Scored(s) => Some(s.clone()),
+                _ => None,
+            })?;
+            if a.json {
+                print_json(&serde_json::to_value(&s)?);
+            } else {
+                println!("tokens: {}  mean NLL: {:.4}  perplexity: {:.2}", s.token_ids.len(), s.mean_nll, s.mean_nll.exp());
+                for (i, lp) in s.logprobs.iter().enumerate() {
+                    println!("{:>6} {:>10.4}", s.token_ids[i + 1], lp);
+                }
+            }
+            Ok(())
+        }
+        Cmd::Bench(BenchCmd::Generate {
+            model,
+            tokens,
+            prompt_tokens,
+            json,
+        }) => bench_generate(&model, tokens, prompt_tokens, json),
+    }
+}
+
+fn template(a: TemplateArgs) -> Result<(), Failure> {
+    let source = crate::model::load::ModelSource::parse(&a.model)?;
+    let tok = crate::model::load::load_tokenizer(&source, &mut |_, _, _| {})?;
+    let template_text = match &a.chat_template {
+        Some(t) => crate::template::resolve_source(t)?,
+        None => tok
+            .chat_template
+            .clone()
+            .ok_or_else(|| format!("{}: the model has no chat template; pass --chat-template FILE or a built-in name", a.model))?,
+    };
+    let messages = read_messages(&a.messages)?;
+    let t = crate::template::ChatTemplate::new(&template_text, &tok.template_specials())?;
+    let r = t.render(&messages, a.add_generation_prompt)?;
+    let ids = tok.encode(&r.text, false)?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "text": r.text,
+            "input_ids": ids,
+            "assistant_spans": r.assistant_spans.iter().map(|&(s, e)| [s, e]).collect::<Vec<_>>(),
+        }));
+    } else {
+        println!("{}", r.text);
+        eprintln!("({} tokens)", ids.len());
+    }
+    Ok(())
+}
+
+fn generate(a: GenerateArgs) -> Result<(), Failure> {
+    let prompt = prompt_of(&a.input)?;
+    let engine = engine_with_model(&a.model, a.json)?;
+    let params = SamplingParams {
+        max_new_tokens: a.max_new_tokens,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        top_k: a.top_k,
+        repetition_penalty: a.repetition_penalty,
+        seed: a.seed,
+        stop_strings: a.stop.clone(),
+        no_cache: a.no_cache,
+        ignore_eos: false,
+    };
+    engine.send(Command::Generate {
+        id: 1,
+        prompts: vec![prompt],
+        params,
+    });
+    let mut stdout = std::io::stdout();
+    let (results, stats) = wait(&engine, a.json, |e| match e {
+        Event::Text { text, .. } if !a.json => {
+            let _ = write!(stdout, "{text}");
+            let _ = stdout.flush();
+            None
+        }
+        Event::Generated { results, stats, .. } => Some((results.clone(), stats.clone())),
+        _ => None,
+    })?;
+    let r = results.into_iter().next().ok_or("no generation came back")?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "text": r.text,
+            "token_ids": r.token_ids,
+            "tokens_per_second": stats.tokens_per_second(),
+            "finish_reason": r.finish,
+        }));
+    } else {
+        println!();
+        eprintln!(
+            "({} new tokens, {:.1} tokens/s, prompt {} tokens at {:.1} tokens/s, finished: {:?})",
+            r.token_ids.len(),
+            stats.tokens_per_second(),
+            stats.prompt_tokens,
+            stats.prompt_tokens_per_second(),
+            r.finish
+        );
+    }
+    Ok(())
+}
+
+fn bench_generate(m: &ModelArgs, tokens: usize, prompt_tokens: usize, json: bool) -> Result<(), Failure> {
+    let engine = engine_with_model(m, json)?;
+    // A fixed prompt of the asked length; bench/transformers_generate.py uses the same ids.
+    let prompt: Vec<u32> = (0..prompt_tokens as u32).map(|i| 1000 + (i * 37) % 5000).collect();
+    let params = SamplingParams {
+        max_new_tokens: tokens,
+        ignore_eos: true,
+        ..SamplingParams::default()
+    };
+    let mut run = |max_new_tokens: usize| -> Result<crate::generate::GenerationStats, Failure> {
+        engine.send(Command::Generate {
+            id: 0,
+            prompts: vec![Prompt::Ids(prompt.clone())],
+            params: SamplingParams {
+                max_new_tokens,
+                ..params.clone()
+            },
+        });
+        wait(&engine, true, |e| match e {
+            Event::Generated { stats, .. } => Some(stats.clone()),
+            _ => None,
+        })
+    };
+    let _ = run(4)?; // warm-up
+    let stats = run(tokens)?;
+    let out = serde_json::json!({
+        "prompt_tokens": stats.prompt_tokens,
+        "new_tokens": stats.new_tokens,
+        "prompt_tokens_per_second": stats.prompt_tokens_per_second(),
+        "tokens_per_second": stats.tokens_per_second(),
+        "threads": tch::get_num_threads(),
+    });
+    if json {
+        print_json(&out);
+    } else {
+        println!(
+            "prompt: {} tokens at {:.1} tokens/s; generation: {} tokens at {:.1} tokens/s",
+            stats.prompt_tokens,
+            stats.prompt_tokens_per_second(),
+            stats.new_tokens,
+            stats.tokens_per_second()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The engine: one worker thread that owns every libtorch object (model,
+//! tokenizer) and talks to its callers over channels. The TUI and the headless
+//! CLI drive the same [`Engine`]; long work reports progress, can be cancelled,
+//! and a failure (a libtorch panic included) comes back as an [`Event::Error`].
+
+use crate::config::{AttnImplementation, DType};
+use crate::generate::{FinishReason, GenerationStats, SamplingParams};
+use crate::model::load::LoadOptions;
+use crate::model::{load_model, LoadedModel, ModelSource};
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// What to generate from.
+#[derive(Debug, Clone)]
+pub enum Prompt {
+    /// Plain text, tokenized with the tokenizer's special tokens (BOS where used).
+    Text(String),
+    /// A conversation rendered with the chat template and its generation prompt.
+    Messages(Vec<serde_json::Value>),
+    /// Token ids as they are.
+    Ids(Vec<u32>),
+}
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    LoadModel {
+        source: String,
+        dtype: DType,
+        device: String,
+        attn: AttnImplementation,
+    },
+    Generate {
+        id: u64,
+        prompts: Vec<Prompt>,
+        params: SamplingParams,
+    },
+    Score {
+        prompt: Prompt,
+    },
+    Shutdown,
+}
+
+/// A summary of the loaded model, as plain data for the UI.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub arch: String,
+    pub device: String,
+    pub dtype: String,
+    pub parameters: i64,
+    pub memory_footprint: i64,
+    pub layers: i64,
+    pub vocab_size: i64,
+    pub chat_template: bool,
+    pub bos: Option<String>,
+    pub eos: Option<String>,
+    pub pad: Option<String>,
+    pub pad_equals_eos: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerationResult {
+    pub prompt_text: String,
+    pub prompt_ids: Vec<u32>,
+    pub token_ids: Vec<u32>,
+    pub text: String,
+    pub finish: FinishReason,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Long work advanced: `done` of `total` units (bytes, tensors...).
+    Progress {
+        task: String,
+        done: u64,
+        total: u64,
+    },
+    ModelLoaded(ModelInfo),
+    /// A piece of generated text for prompt `row` of request `id`.
+    Text { id: u64, row: usize, text: String },
+    Generated {
+        id: u64,
+        results: Vec<GenerationResult>,
+        stats: GenerationStats,
+    },
+    Scored(crate::score::Score),
+    Log(String),
+    Error { task: String, message: String },
+}
+
+pub struct Engine {
+    commands: Sender<Command>,
+    pub events: Receiver<Event>,
+    cancel: Arc<AtomicBool>,
+    busy: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    pub fn start() -> Self {
+        let (commands, command_rx) = unbounded::<Command>();
+        let (event_tx, events) = unbounded::<Event>();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            events: event_tx,
+            cancel: cancel.clone(),
+            model: None,
+        };
+        let busy_flag = busy.clone();
+        let handle = std::thread::Builder::new()
+            .name("ftui-engine".into())
+            .spawn(move || worker.run(command_rx, busy_flag))
+            .ok();
+        Engine {
+            commands,
+            events,
+            cancel,
+            busy,
+            handle,
+        }
+    }
+
+    pub fn send(&self, command: Command) {
+        self.cancel.store(false, Ordering::SeqCst);
+        self.busy.store(true, Ordering::SeqCst);
+        let _ = self.commands.send(command);
+    }
+
+    /// Asks the running command to stop at its next check.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a command is queued or running.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.cancel();
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Worker {
+    events: Sender<Event>,
+    cancel: Arc<AtomicBool>,
+    model: Option<LoadedModel>,
+}
+
+fn task_name(c: &Command) -> &'static str {
+    match c {
+        Command::LoadModel { .. } => "load model",
+        Command::Generate { .. } => "generate",
+        Command::Score { .. } => "score",
+        Command::Shutdown => "shutdown",
+    }
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    let text = p
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    let first = text.lines().next().unwrap_or_default().to_string();
+    if first.to_lowercase().contains("out of memory") {
+        format!("{first} — out of memory: lower the batch size or max_length, or load the model in 4-bit")
+    } else {
+        first
+    }
+}
+
+impl Worker {
+    fn run(mut self, commands: Receiver<Command>, busy: Arc<AtomicBool>) {
+        while let Ok(command) = commands.recv() {
+            if matches!(command, Command::Shutdown) {
+                break;
+            }
+            let task = task_name(&command).to_string();
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(command)));
+            let error = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(message)) => Some(message),
+                Err(p) => Some(panic_message(p)),
+            };
+            if let Some(message) = error {
+                log::error!("{task}: {message}");
+                let _ = self.events.send(Event::Error { task, message });
+            }
+            if commands.is_empty() {
+                busy.store(false, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn send(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    fn loaded(&self) -> Result<&LoadedModel, String> {
+        self.model.as_ref().ok_or_else(|| "no model is loaded".to_string())
+    }
+
+    fn handle(&mut self, command: Command) -> Result<(), String> {
+        match command {
+            Command::LoadModel {
+                source,
+                dtype,
+                device,
+                attn,
+            } => {
+                self.model = None;
+                let device = crate::device::parse_device(&device).map_err(|e| e.to_string())?;
+                let src = ModelSource::parse(&source).map_err(|e| e.to_string())?;
+                self.send(Event::Log(format!("loading {source}")));
+                let events = self.events.clone();
+                let mut progress = |file: &str, done: u64, total: u64| {
+                    let _ = events.send(Event::Progress {
+                        task: format!("download {file}"),
+                        done,
+                        total,
+                    });
+                };
+                let opts = LoadOptions { dtype, device, attn };
+                let loaded = load_model(&src, &opts, &mut progress).map_err(|e| e.to_string())?;
+                let info = model_info(&loaded);
+                self.model = Some(loaded);
+                self.send(Event::ModelLoaded(info));
+                Ok(())
+            }
+            Command::Generate { id, prompts, params } => {
+                let m = self.loaded()?;
+                let rendered = prompts
+                    .iter()
+                    .map(|p| prompt_ids(m, p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let ids: Vec<Vec<u32>> = rendered.iter().map(|r| r.1.clone()).collect();
+                let events = self.events.clone();
+                let cancel = self.cancel.clone();
+                let mut on_text = |row: usize, text: &str| {
+                    let _ = events.send(Event::Text {
+                        id,
+                        row,
+                        text: text.to_string(),
+                    });
+                    !cancel.load(Ordering::SeqCst)
+                };
+                let (gens, stats) = crate::generate::generate(&m.model, &m.tokenizer, &ids, &params, &mut on_text)
+                    .map_err(|e| crate::model::torch_message(&e))?;
+                let results = gens
+                    .into_iter()
+                    .zip(rendered)
+                    .map(|(g, (prompt_text, prompt_ids))| GenerationResult {
+                        prompt_text,
+                        prompt_ids,
+                        token_ids: g.token_ids,
+                        text: g.text,
+                        finish: g.finish,
+                    })
+                    .collect();
+                self.send(Event::Generated { id, results, stats });
+                Ok(())
+            }
+            Command::Score { prompt } => {
+                let m = self.loaded()?;
+                let ids = prompt_ids(m, &prompt)?.1;
+                let s = crate::score::score(&m.model, &ids).map_err(|e| crate::model::torch_message(&e))?;
+                self.send(Event::Scored(s));
+                Ok(())
+            }
+            Command::Shutdown => Ok(()),
+        }
+    }
+}
+
+/// The text and token ids a prompt becomes.
+fn prompt_ids(m: &LoadedModel, p: &Prompt) -> Result<(String, Vec<u32>), String> {
+    match p {
+        Prompt::Text(t) => Ok((t.clone(), m.tokenizer.encode(t, true)?)),
+        Prompt::Ids(ids) => Ok((m.tokenizer.decode(ids, false), ids.clone())),
+        Prompt::Messages(msgs) => {
+            let text = render_chat(m, msgs, true)?;
+            // The template already wrote every special token it wants.
+            let ids = m.tokenizer.encode(&text, false)?;
+            Ok((text, ids))
+        }
+    }
+}
+
+/// Renders a conversation with the model's chat template.
+pub fn render_chat(
+    m: &LoadedModel,
+    messages: &[serde_json::Value],
+    add_generation_prompt: bool,
+) -> Result<String, String> {
+    let source = m.tokenizer.chat_template.as_deref().ok_or_else(|| {
+        format!(
+            "{}: the model has no chat template; set [template] chat_template (a file or a built-in: chatml, llama3, phi3, mistral, zephyr)",
+            m.name
+        )
+    })?;
+    let t = crate::template::ChatTemplate::new(source, &m.tokenizer.template_specials())
+        .map_err(|e| e.to_string())?;
+    t.render(messages, add_generation_prompt)
+        .map(|r| r.text)
+        .map_err(|e| e.to_string())
+}
+
+pub fn model_info(m: &LoadedModel) -> ModelInfo {
+    let s = &m.tokenizer.specials;
+    let text = |t: &Option<crate::tokenizer::SpecialToken>| t.as_ref().map(|t| t.text.clone());
+    ModelInfo {
+        name: m.name.clone(),
+        arch: m.model.config.arch_name().into(),
+        device: crate::device::device_name(m.model.device),
+        dtype: crate::device::kind_name(m.model.kind).into(),
+        parameters: m.model.num_parameters(),
+        memory_footprint: m.model.memory_footprint(),
+        layers: m.model.config.num_hidden_layers,
+        vocab_size: m.model.config.vocab_size,
+        chat_template: m.tokenizer.chat_template.is_some(),
+        bos: text(&s.bos),
+        eos: text(&s.eos),
+        pad: text(&s.pad),
+        pad_equals_eos: s.pad.is_some() && s.pad.as_ref().map(|p| p.id) == s.eos.as_ref().map(|e| e.id),
+    }
+}

@@ -1,0 +1,19 @@
+//! ftui: a terminal workbench for LoRA/QLoRA fine-tuning of causal language
+//! models on libtorch. The library does the work; the binary's two faces, the
+//! CLI ([`cli`]) and the workbench ([`tui`]), drive the same [`engine`].
+
+pub mod cli;
+pub mod config;
+pub mod device;
+pub mod doctor;
+pub mod engine;
+pub mod fsutil;
+pub mod generate;
+pub mod hub;
+pub mod logging;
+pub mod model;
+pub mod paths;
+pub mod score;
+pub mod template;
+pub mod tokenizer;
+pub mod tui;

@@ -1,0 +1,29 @@
+use clap::Parser;
+use ftui::cli::{self, Cli, Failure};
+
+fn main() {
+    let args = Cli::parse();
+    let log_file = ftui::logging::init();
+    log::info!("ftui {} starting", env!("CARGO_PKG_VERSION"));
+    let result = match args.command {
+        Some(cmd) => cli::run(cmd),
+        None => workbench(&args.config, log_file),
+    };
+    if let Err(Failure { code, message }) = result {
+        log::error!("{message}");
+        eprintln!("ftui: {message}");
+        std::process::exit(code);
+    }
+}
+
+fn workbench(config: &std::path::Path, log_file: Option<std::path::PathBuf>) -> Result<(), Failure> {
+    let c = cli::load_config(config)?;
+    if c.model.source == ftui::paths::DEFAULT_MODEL_SOURCE && ftui::paths::default_model().is_none() {
+        return Err(ftui::paths::default_model_missing().into());
+    }
+    ftui::tui::run(c, config.to_path_buf())?;
+    if let Some(f) = log_file {
+        log::info!("workbench closed; log at {}", f.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! The building blocks shared by every architecture: linear layers, RMSNorm,
+//! rotary embeddings, attention (SDPA or eager) and the attention mask that
+//! covers causality, padding and packed rows.
+
+use super::config::{ArchConfig, RopeScaling};
+use tch::{Device, Kind, Tensor};
+
+pub type TchResult<T> = Result<T, tch::TchError>;
+
+/// A linear layer `y = x W^T + b` over a frozen weight.
+#[derive(Debug)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> TchResult<Tensor> {
+        x.f_linear(&self.weight, self.bias.as_ref())
+    }
+}
+
+/// RMSNorm computed in float32 and scaled in the input's kind, as transformers does.
+#[derive(Debug)]
+pub struct RmsNorm {
+    pub weight: Tensor,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn forward(&self, x: &Tensor) -> TchResult<Tensor> {
+        let kind = x.kind();
+        let h = x.f_to_kind(Kind::Float)?;
+        let var = h.f_pow_tensor_scalar(2)?.f_mean_dim(-1, true, Kind::Float)?;
+        let h = h.f_mul(&var.f_add_scalar(self.eps)?.f_rsqrt()?)?;
+        self.weight.f_mul(&h.f_to_kind(kind)?)
+    }
+}
+
+/// Rotary position embeddings; the inverse frequencies are computed exactly as
+/// transformers' `ROPE_INIT_FUNCTIONS` do (float32, llama3 smoothing).
+#[derive(Debug)]
+pub struct Rope {
+    inv_freq: Tensor,
+    /// Dimensions of each head that rotate (Phi-3's partial rotary factor).
+    pub rotary_dim: i64,
+}
+
+impl Rope {
+    pub fn new(cfg: &ArchConfig, device: Device) -> TchResult<Self> {
+        let dim = (cfg.head_dim as f64 * cfg.partial_rotary_factor) as i64;
+        let exponents = Tensor::f_arange_start_step(0, dim, 2, (Kind::Int64, device))?
+            .f_to_kind(Kind::Float)?
+            .f_div_scalar(dim as f64)?;
+        let base = Tensor::f_full([1], cfg.rope_theta, (Kind::Float, device))?;
+        let mut inv_freq = base.f_pow(&exponents)?.f_reciprocal()?;
+        match &cfg.rope_scaling {
+            None => {}
+            Some(RopeScaling::Linear { factor }) => inv_freq = inv_freq.f_div_scalar(*factor)?,
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old,
+            }) => {
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                let wavelen = inv_freq.f_reciprocal()?.f_mul_scalar(2.0 * std::f64::consts::PI)?;
+                let scaled = inv_freq.f_div_scalar(*factor)?;
+                let llama = scaled.f_where_self(&wavelen.f_gt(low_wavelen)?, &inv_freq)?;
+                let smooth = wavelen
+                    .f_reciprocal()?
+                    .f_mul_scalar(*old)?
+                    .f_sub_scalar(*low_freq_factor)?
+                    .f_div_scalar(high_freq_factor - low_freq_factor)?;
+                let smoothed = smooth
+                    .f_neg()?
+                    .f_add_scalar(1.0)?
+                    .f_mul(&llama)?
+                    .f_div_scalar(*factor)?
+                    .f_add(&smooth.f_mul(&llama)?)?;
+                let medium = wavelen
+                    .f_lt(high_wavelen)?
+                    .f_logical_not()?
+                    .f_logical_and(&wavelen.f_gt(low_wavelen)?.f_logical_not()?)?;
+                inv_freq = smoothed.f_where_self(&medium, &llama)?;
+            }
+        }
+        Ok(Rope {
+            inv_freq,
+            rotary_dim: dim,
+        })
+    }
+
+    /// `(cos, sin)` of shape `[B, 1, T, rotary_dim]` for `position_ids` `[B, T]`.
+    pub fn cos_sin(&self, position_ids: &Tensor, kind: Kind) -> TchResult<(Tensor, Tensor)> {
+        let freqs = position_ids
+            .f_to_kind(Kind::Float)?
+            .f_unsqueeze(-1)?
+            .f_mul(&self.inv_freq)?;
+        let emb = Tensor::f_cat(&[&freqs, &freqs], -1)?.f_unsqueeze(1)?;
+        Ok((emb.f_cos()?.f_to_kind(kind)?, emb.f_sin()?.f_to_kind(kind)?))
+    }
+
+    /// Rotates the first `rotary_dim` dimensions of `x` `[B, H, T, D]`.
+    pub fn apply(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> TchResult<Tensor> {
+        let d = x.size()[3];
+        let (rot, pass) = if self.rotary_dim < d {
+            (
+                x.f_narrow(-1, 0, self.rotary_dim)?,
+                Some(x.f_narrow(-1, self.rotary_dim, d - self.rotary_dim)?),
+            )
+        } else {
+            (x.shallow_clone(), None)
+        };
+        let half = self.rotary_dim / 2;
+        let x1 = rot.f_narrow(-1, 0, half)?;
+        let x2 = rot.f_narrow(-1, half, half)?;
+        let rotated = Tensor::f_cat(&[&x2.f_neg()?, &x1], -1)?;
+        let out = rot.f_mul(cos)?.f_add(&rotated.f_mul(sin)?)?;
+        match pass {
+            Some(p) => Tensor::f_cat(&[&out, &p], -1),
+            None => Ok(out),
+        }
+    }
+
+    pub fn buffer_bytes(&self) -> i64 {
+        self.inv_freq.numel() as i64 * 4
+    }
+}
+
+/// How attention is restricted for one forward pass.
+#[derive(Debug)]
+pub enum AttnMask {
+    /// Plain causal attention over the new tokens only (fast kernels).
+    Causal,
+    /// No restriction: one new token attending to the whole cache.
+    None,
+    /// An explicit boolean mask `[B, 1, T, S]`, true = may attend.
+    Explicit(Tensor),
+}
+
+impl AttnMask {
+    /// Builds the mask for `t` new tokens after `past` cached ones.
+    ///
+    /// - `attention_mask` `[B, past + t]`: 1 for real tokens, 0 for padding.
+    /// - `position_ids` `[B, t]`: where a row's positions restart at 0 a new
+    ///   sequence begins (packed rows); tokens attend only within their own
+    ///   sequence, like transformers' flash-attention path for packed batches.
+    pub fn build(
+        attention_mask: Option<&Tensor>,
+        position_ids: Option<&Tensor>,
+        t: i64,
+        past: i64,
+        device: Device,
+    ) -> TchResult<AttnMask> {
+        let packed = position_ids.filter(|_| past == 0 && t > 1);
+        if attention_mask.is_none() && packed.is_none() {
+            return Ok(if past == 0 && t > 1 {
+                AttnMask::Causal
+            } else if t == 1 {
+                AttnMask::None
+            } else {
+                AttnMask::Explicit(causal(t, past, device)?.f_view([1, 1, t, past + t])?)
+            });
+        }
+        let mut mask = causal(t, past, device)?.f_view([1, 1, t, past + t])?;
+        if let Some(am) = attention_mask {
+            let keys = am.f_to_kind(Kind::Bool)?.f_unsqueeze(1)?.f_unsqueeze(1)?;
+            mask = mask.f_logical_and(&keys)?;
+        }
+        if let Some(pos) = packed {
+            let seg = pos.f_eq(0)?.f_cumsum(-1, Kind::Int64)?;
+            let same = seg.f_unsqueeze(-1)?.f_eq_tensor(&seg.f_unsqueeze(1)?)?;
+            mask = mask.f_logical_and(&same.f_unsqueeze(1)?)?;
+        }
+        // A query with nothing to attend to (a left-padding row) would give NaN;
+        // let it attend everywhere instead, as transformers does. Its output is
+        // padding and is never used.
+        let empty = mask.f_any_dim(-1, true)?.f_logical_not()?;
+        Ok(AttnMask::Explicit(mask.f_logical_or(&empty)?))
+    }
+}
+
+/// `[t, past + t]` lower-triangular boolean mask (query i sees keys <= past + i).
+fn causal(t: i64, past: i64, device: Device) -> TchResult<Tensor> {
+    Tensor::f_ones([t, past + t], (Kind::Bool, device))?.f_tril(past)
+}
+
+/// Attention over `q` `[B, H, T, D]`, `k`/`v` `[B, KvH, S, D]`.
+/// `eager` computes the weights explicitly and returns them too.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &AttnMask,
+    eager: bool,
+) -> TchResult<(Tensor, Option<Tensor>)> {
+    let (heads, kv_heads, d) = (q.size()[1], k.size()[1], q.size()[3]);
+    let scale = 1.0 / (d as f64).sqrt();
+    if !eager {
+        let (m, causal) = match mask {
+            AttnMask::Causal => (None, true),
+            AttnMask::None => (None, false),
+            AttnMask::Explicit(m) => (Some(m), false),
+        };
+        let out = Tensor::f_scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            m,
+            0.0,
+            causal,
+            scale,
+            heads != kv_heads,
+        )?;
+        return Ok((out, None));
+    }
+    let rep = heads / kv_heads;
+    let (k, v) = if rep > 1 {
+        (k.f_repeat_interleave_self_int(rep, 1, None)?, v.f_repeat_interleave_self_int(rep, 1, None)?)
+    } else {
+        (k.shallow_clone(), v.shallow_clone())
+    };
+    let mut scores = q.f_matmul(&k.f_transpose(-2, -1)?)?.f_mul_scalar(scale)?;
+    let (t, s) = (q.size()[2], k.size()[2]);
+    let explicit = match mask {
+        AttnMask::Causal => Some(causal(t, s - t, q.device())?),
+        AttnMask::None => None,
+        AttnMask::Explicit(m) => Some(m.shallow_clone()),
+    };
+    if let Some(m) = explicit {
+        scores = scores.f_masked_fill(&m.f_logical_not()?, f64::NEG_INFINITY)?;
+    }
+    let weights = scores.f_softmax(-1, Kind::Float)?.f_to_kind(q.kind())?;
+    let out = weights.f_matmul(&v)?;
+    Ok((out, Some(weights)))
+}

@@ -1,0 +1,167 @@
+//! The command-line contract: exit codes, one-line errors that name the file,
+//! and `--json` documents with the promised keys.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ftui(args: &[&str], home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ftui"))
+        .args(args)
+        .env("FTUI_HOME", home)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("runs ftui")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}
+
+fn fixture(arch: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(arch)
+}
+
+/// A copy of the llama fixture that a test may damage.
+fn copy_fixture(dir: &Path) -> PathBuf {
+    let dst = dir.join("model");
+    std::fs::create_dir_all(&dst).expect("mkdir");
+    for e in std::fs::read_dir(fixture("llama")).expect("fixture") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), dst.join(e.file_name())).expect("copy");
+    }
+    dst
+}
+
+#[test]
+fn doctor_json_has_every_key() {
+    let home = tempfile::tempdir().expect("tmp");
+    let o = ftui(&["doctor", "--json"], home.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    for key in [
+        "ftui_version",
+        "libtorch_version",
+        "cuda_available",
+        "cuda_device_count",
+        "bf16_supported",
+        "threads",
+        "config_dir",
+        "cache_dir",
+        "data_dir",
+        "hf_token_present",
+        "hub_reachable",
+        "default_model",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["libtorch_version"], "2.13.0");
+    assert_eq!(v["hub_reachable"], false, "offline mode must not call the hub");
+    assert!(v["data_dir"].as_str().expect("str").starts_with(home.path().to_str().expect("utf8")));
+}
+
+#[test]
+fn doctor_never_prints_the_token() {
+    let home = tempfile::tempdir().expect("tmp");
+    let o = Command::new(env!("CARGO_BIN_EXE_ftui"))
+        .args(["doctor", "--json"])
+        .env("FTUI_HOME", home.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_TOKEN", "hf_secretvalue123")
+        .output()
+        .expect("runs");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("hf_secretvalue123"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["hf_token_present"], true);
+}
+
+#[test]
+fn broken_config_exits_2_naming_key_and_line() {
+    let home = tempfile::tempdir().expect("tmp");
+    let cfg = home.path().join("bad.toml");
+    std::fs::write(&cfg, "[model]\nsource = \"default\"\n[lora]\nr = 8\nalpha = 16\n").expect("write");
+    let o = ftui(&["--config", cfg.to_str().expect("utf8")], home.path());
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("bad.toml:5") && e.contains("alpha"), "{e}");
+
+    std::fs::write(&cfg, "[model]\nsource = \"default\"\n[training]\nmax_length = \"long\"\n").expect("write");
+    let o = ftui(&["--config", cfg.to_str().expect("utf8")], home.path());
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("bad.toml:4") && e.contains("max_length"), "{e}");
+}
+
+#[test]
+fn truncated_safetensors_names_the_file() {
+    let home = tempfile::tempdir().expect("tmp");
+    let dir = copy_fixture(home.path());
+    let w = dir.join("model.safetensors");
+    let bytes = std::fs::read(&w).expect("read");
+    std::fs::write(&w, &bytes[..bytes.len() / 2]).expect("truncate");
+    let o = ftui(&["score", "--model", dir.to_str().expect("utf8"), "--text", "hi", "--device", "cpu"], home.path());
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("model.safetensors"), "{e}");
+}
+
+#[test]
+fn unknown_model_type_names_config_json() {
+    let home = tempfile::tempdir().expect("tmp");
+    let dir = copy_fixture(home.path());
+    let c = dir.join("config.json");
+    let text = std::fs::read_to_string(&c).expect("read").replace("\"llama\"", "\"gemma3\"");
+    std::fs::write(&c, text).expect("write");
+    let o = ftui(&["score", "--model", dir.to_str().expect("utf8"), "--text", "hi", "--device", "cpu"], home.path());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(e.contains("config.json") && e.contains("gemma3"), "{e}");
+}
+
+#[test]
+fn missing_tokenizer_names_tokenizer_json() {
+    let home = tempfile::tempdir().expect("tmp");
+    let dir = copy_fixture(home.path());
+    std::fs::remove_file(dir.join("tokenizer.json")).expect("rm");
+    let o = ftui(&["score", "--model", dir.to_str().expect("utf8"), "--text", "hi", "--device", "cpu"], home.path());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(e.contains("tokenizer.json"), "{e}");
+}
+
+#[test]
+fn truncated_gguf_names_the_file() {
+    let home = tempfile::tempdir().expect("tmp");
+    let Some(model) = ftui::paths::default_model() else {
+        panic!("{}", ftui::paths::default_model_missing());
+    };
+    // The header and metadata survive; the tensor data does not.
+    let bytes = std::fs::read(&model).expect("read");
+    let cut = home.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..4 << 20]).expect("write");
+    let o = ftui(&["score", "--model", cut.to_str().expect("utf8"), "--text", "hi", "--device", "cpu"], home.path());
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("cut.gguf"), "{e}");
+}
+
+#[test]
+fn score_json_shape_on_fixture() {
+    let home = tempfile::tempdir().expect("tmp");
+    let dir = fixture("llama");
+    let o = ftui(
+        &["score", "--model", dir.to_str().expect("utf8"), "--text", "Strong in you, the Force is.", "--device", "cpu", "--json"],
+        home.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let ids = v["token_ids"].as_array().expect("ids").len();
+    let lps = v["logprobs"].as_array().expect("logprobs");
+    assert_eq!(lps.len(), ids - 1);
+    assert!(lps.iter().all(|x| x.as_f64().expect("f64") <= 0.0));
+    let mean = -lps.iter().map(|x| x.as_f64().expect("f64")).sum::<f64>() / lps.len() as f64;
+    assert!((mean - v["mean_nll"].as_f64().expect("nll")).abs() < 1e-4);
+}
