@@ -364,7 +364,7 @@ fn bench_generate(m: &ModelArgs, tokens: usize, prompt_tokens: usize, json: bool
         ignore_eos: true,
         ..SamplingParams::default()
     };
-    let mut run = |max_new_tokens: usize| -> Result<crate::generate::GenerationStats, Failure> {
+    let run = |max_new_tokens: usize| -> Result<crate::generate::GenerationStats, Failure> {
         engine.send(Command::Generate {
             id: 0,
             prompts: vec![Prompt::Ids(prompt.clone())],

@@ -115,7 +115,7 @@ pub fn next_tokens(logits: &Tensor, seen: &Tensor, p: &SamplingParams) -> TchRes
     if p.top_p < 1.0 {
         let (sorted, idx) = logits.f_sort(-1, false)?;
         let cum = sorted.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
-        let mut remove = cum.f_le(1.0 - p.top_p)?;
+        let remove = cum.f_le(1.0 - p.top_p)?;
         // Always keep the most likely token.
         let _ = remove.f_narrow(1, vocab - 1, 1)?.f_fill_(0)?;
         let remove = remove.f_scatter(1, &idx, &remove)?;

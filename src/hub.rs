@@ -23,9 +23,15 @@ pub enum HubError {
         file: String,
         cache: String,
     },
+    #[error("{repo}: offline mode (HF_HUB_OFFLINE) and revision `{revision}` is not in the cache {cache}; download it once online or unset HF_HUB_OFFLINE")]
+    RevisionNotCached {
+        repo: String,
+        revision: String,
+        cache: String,
+    },
     #[error("{repo}: access denied (HTTP {status}); the repo is gated or private: accept its licence on the hub and set HF_TOKEN")]
     Denied { repo: String, status: u16 },
-    #[error("{repo}: not found on {endpoint} (check the repo id and revision `{revision}`)")]
+    #[error("{repo}: not found on {endpoint} (check the repo id and revision `{revision}`; a private repo also needs HF_TOKEN)")]
     NotFound {
         repo: String,
         endpoint: String,
@@ -126,18 +132,26 @@ impl hf_hub::api::Progress for FileProgress<'_> {
 fn map_error(repo: &RepoRef, s: &HubSettings, file: &str, e: hf_hub::api::sync::ApiError) -> HubError {
     use hf_hub::api::sync::ApiError;
     let r = repo.id.clone();
+    let not_found = || HubError::NotFound {
+        repo: repo.id.clone(),
+        endpoint: s.endpoint.clone(),
+        revision: repo.revision.clone(),
+    };
     match e {
         ApiError::RequestError(b) => match *b {
-            ureq::Error::Status(401 | 403, _) => HubError::Denied { repo: r, status: 403 },
-            ureq::Error::Status(404, _) if file.is_empty() => HubError::NotFound {
-                repo: r,
-                endpoint: s.endpoint.clone(),
-                revision: repo.revision.clone(),
-            },
-            ureq::Error::Status(404, _) => HubError::MissingFile {
-                repo: r,
-                file: file.into(),
-            },
+            // The hub says which 4xx it is in `X-Error-Code`; it answers 401 (not
+            // 404) to anonymous requests for a repo that does not exist.
+            ureq::Error::Status(status @ (401 | 403 | 404), ref resp) => {
+                match (status, resp.header("x-error-code")) {
+                    (_, Some("RepoNotFound" | "RevisionNotFound")) => not_found(),
+                    (401 | 403, _) => HubError::Denied { repo: r, status },
+                    _ if file.is_empty() => not_found(),
+                    _ => HubError::MissingFile {
+                        repo: r,
+                        file: file.into(),
+                    },
+                }
+            }
             other => HubError::Network {
                 repo: r,
                 endpoint: s.endpoint.clone(),
@@ -166,69 +180,97 @@ pub fn fetch(
 ) -> Result<Vec<PathBuf>, HubError> {
     let hub_repo = Repo::with_revision(repo.id.clone(), kind, repo.revision.clone());
     let cache = Cache::new(settings.cache_dir.clone());
+    let repo_dir = cache.path().join(hub_repo.folder_name());
     if settings.offline {
-        let cached = cache.repo(hub_repo.clone());
-        let listing = cached_listing(&cache, &hub_repo);
+        // The revision's commit from `refs/` (or the revision itself, when it is a
+        // commit hash: the Python hub client writes no ref for those).
+        let commit = std::fs::read_to_string(repo_dir.join("refs").join(hub_repo.revision()))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_else(|_| hub_repo.revision().to_string());
+        let snapshot = repo_dir.join("snapshots").join(commit);
+        let listing = snapshot_listing(&snapshot);
+        if listing.is_empty() {
+            return Err(HubError::RevisionNotCached {
+                repo: repo.id.clone(),
+                revision: repo.revision.clone(),
+                cache: settings.cache_dir.display().to_string(),
+            });
+        }
         let files = choose(&listing).map_err(|message| HubError::Other {
             repo: repo.id.clone(),
-            message,
+            message: format!(
+                "offline mode (HF_HUB_OFFLINE) and the cached snapshot {} is incomplete: {message}",
+                snapshot.display()
+            ),
         })?;
         return files
             .iter()
             .map(|f| {
-                cached.get(f).ok_or_else(|| HubError::NotCached {
-                    repo: repo.id.clone(),
-                    file: f.clone(),
-                    cache: settings.cache_dir.display().to_string(),
-                })
+                let path = snapshot.join(f);
+                if path.exists() {
+                    Ok(path)
+                } else {
+                    Err(HubError::NotCached {
+                        repo: repo.id.clone(),
+                        file: f.clone(),
+                        cache: settings.cache_dir.display().to_string(),
+                    })
+                }
             })
             .collect();
     }
-    let api = ApiBuilder::from_cache(cache)
+    let api = ApiBuilder::from_cache(cache.clone())
         .with_endpoint(settings.endpoint.clone())
         .with_token(settings.token.clone())
         .with_progress(false)
         .build()
         .map_err(|e| map_error(repo, settings, "", e))?;
-    let api_repo = api.repo(hub_repo);
+    let api_repo = api.repo(hub_repo.clone());
     let info = api_repo.info().map_err(|e| map_error(repo, settings, "", e))?;
     let listing: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
     let files = choose(&listing).map_err(|message| HubError::Other {
         repo: repo.id.clone(),
         message,
     })?;
+    // A file is up to date when the snapshot of the commit the hub names now has
+    // it; `refs/<revision>` may still point at an older commit.
+    let snapshot = repo_dir.join("snapshots").join(&info.sha);
     let mut paths = Vec::new();
     for f in &files {
+        let cached = snapshot.join(f);
+        if cached.exists() {
+            paths.push(cached);
+            continue;
+        }
+        if cached.symlink_metadata().is_ok() {
+            // A link to a deleted blob: hf-hub would refuse to replace it.
+            let _ = std::fs::remove_file(&cached);
+        }
         let progress = FileProgress {
             file: f.clone(),
             done: 0,
             total: 0,
             report: &mut *report,
         };
-        let path = match api.cache().repo(api_repo_clone(repo, kind)).get(f) {
-            Some(p) => p,
-            None => api_repo
-                .download_with_progress(f, progress)
-                .map_err(|e| map_error(repo, settings, f, e))?,
-        };
+        let path = api_repo
+            .download_with_progress(f, progress)
+            .map_err(|e| map_error(repo, settings, f, e))?;
         paths.push(path);
     }
+    cache
+        .repo(hub_repo)
+        .create_ref(&info.sha)
+        .map_err(|e| HubError::Other {
+            repo: repo.id.clone(),
+            message: format!("cannot write the ref in {}: {e}", repo_dir.display()),
+        })?;
     Ok(paths)
 }
 
-fn api_repo_clone(repo: &RepoRef, kind: RepoType) -> Repo {
-    Repo::with_revision(repo.id.clone(), kind, repo.revision.clone())
-}
-
 /// The files of a cached snapshot (relative paths), for offline mode.
-fn cached_listing(cache: &Cache, repo: &Repo) -> Vec<String> {
-    let root = cache.path().join(repo.folder_name());
-    let commit = std::fs::read_to_string(root.join("refs").join(repo.revision()))
-        .map(|c| c.trim().to_string())
-        .unwrap_or_else(|_| repo.revision().to_string());
-    let snapshot = root.join("snapshots").join(commit);
+fn snapshot_listing(snapshot: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
-    let mut stack = vec![snapshot.clone()];
+    let mut stack = vec![snapshot.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -237,7 +279,7 @@ fn cached_listing(cache: &Cache, repo: &Repo) -> Vec<String> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(&snapshot) {
+            } else if let Ok(rel) = p.strip_prefix(snapshot) {
                 out.push(rel.to_string_lossy().into_owned());
             }
         }

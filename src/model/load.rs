@@ -196,7 +196,7 @@ fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
             .rope_dimension_count
             .map_or(1.0, |r| r as f64 / head_dim as f64),
         max_position_embeddings: h.context_length as i64,
-        tie_word_embeddings: !file.tensor_names().iter().any(|n| n == "output.weight"),
+        tie_word_embeddings: !file.tensor_names().any(|n| n == "output.weight"),
         qkv_bias: arch == Arch::Qwen2,
         o_bias: false,
         mlp_bias: false,

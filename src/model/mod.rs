@@ -225,10 +225,10 @@ impl CausalLm {
     /// Every weight tensor once (tied weights counted once).
     pub fn parameters(&self) -> Vec<&Tensor> {
         let mut v = vec![&self.embed_tokens, &self.norm.weight];
-        let lin = |l: &'_ Linear, v: &mut Vec<&'_ Tensor>| {
+        fn lin<'a>(l: &'a Linear, v: &mut Vec<&'a Tensor>) {
             v.push(&l.weight);
             v.extend(l.bias.iter());
-        };
+        }
         for layer in &self.layers {
             v.push(&layer.input_layernorm.weight);
             v.push(&layer.post_attention_layernorm.weight);

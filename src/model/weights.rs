@@ -112,7 +112,7 @@ impl WeightSource {
         let names = file
             .tensor_names()
             .into_iter()
-            .filter_map(|g| super::gguf::hf_tensor_name(&g).map(|h| (h, g)))
+            .filter_map(|g| super::gguf::hf_tensor_name(g).map(|h| (h, g.to_string())))
             .collect();
         WeightSource::Gguf {
             file: Box::new(file),
