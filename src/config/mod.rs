@@ -275,8 +275,11 @@ pub enum Optimizer {
     #[default]
     AdamwTorch,
     AdamwTorchFused,
+    #[serde(rename = "adamw_8bit")]
     Adamw8bit,
+    #[serde(rename = "paged_adamw_8bit")]
     PagedAdamw8bit,
+    #[serde(rename = "paged_adamw_32bit")]
     PagedAdamw32bit,
     Sgd,
 }

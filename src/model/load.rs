@@ -178,7 +178,7 @@ fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
             ))
         }
     };
-    let head_dim = h.embedding_length as i64 / h.head_count as i64;
+    let head_dim = h.head_dim as i64;
     let specials = file.special_tokens();
     Ok(ArchConfig {
         arch,
@@ -252,8 +252,7 @@ pub fn load_model(
             let file = GgufFile::open(path).map_err(|e| ModelError::Other(e.to_string()))?;
             let config = gguf_config(path, &file)?;
             let tokenizer = TextTokenizer::from_gguf(path, &file).map_err(|e| ModelError::Other(e.to_string()))?;
-            let (h, kvh) = (config.num_attention_heads, config.num_key_value_heads);
-            let src = WeightSource::gguf(path, file, h, kvh);
+            let src = WeightSource::gguf(path, file);
             let model = build(config, &src, path, opts)?;
             Ok(LoadedModel {
                 model,

@@ -21,8 +21,6 @@ pub enum WeightSource {
         path: PathBuf,
         /// Hugging Face name -> GGUF name.
         names: HashMap<String, String>,
-        heads: i64,
-        kv_heads: i64,
     },
 }
 
@@ -108,7 +106,7 @@ impl WeightSource {
         Ok(WeightSource::Safetensors { shards, index })
     }
 
-    pub fn gguf(path: &Path, file: GgufFile, heads: i64, kv_heads: i64) -> Self {
+    pub fn gguf(path: &Path, file: GgufFile) -> Self {
         let names = file
             .tensor_names()
             .into_iter()
@@ -118,8 +116,6 @@ impl WeightSource {
             file: Box::new(file),
             path: path.to_path_buf(),
             names,
-            heads,
-            kv_heads,
         }
     }
 
@@ -172,19 +168,12 @@ impl WeightSource {
                 file,
                 path,
                 names,
-                heads,
-                kv_heads,
             } => {
                 let gname = names.get(name).ok_or_else(missing)?;
-                let (mut data, shape) = file
-                    .dequantize(gname)
+                // dequantize_hf undoes llama.cpp's q/k permutation where it applies.
+                let (data, shape) = file
+                    .dequantize_hf(gname)
                     .map_err(|e| ModelError::file(path, e.to_string()))?;
-                // llama.cpp stores q and k rows permuted for its rope layout.
-                if name.ends_with("q_proj.weight") {
-                    data = super::gguf::unpermute_qk(&data, &shape, *heads as usize);
-                } else if name.ends_with("k_proj.weight") {
-                    data = super::gguf::unpermute_qk(&data, &shape, *kv_heads as usize);
-                }
                 let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
                 Tensor::f_from_slice(&data)?.f_view(shape.as_slice())?
             }
