@@ -10,7 +10,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "ftui", version, about = "A terminal workbench for LoRA/QLoRA fine-tuning of language models")]
+#[command(
+    name = "ftui",
+    version,
+    about = "A terminal workbench for LoRA/QLoRA fine-tuning of language models"
+)]
 pub struct Cli {
     /// Run configuration for the workbench.
     #[arg(long, global = true, default_value = "sample-data/ftui.toml")]
@@ -145,6 +149,9 @@ pub enum BenchCmd {
         /// Prompt length in tokens.
         #[arg(long, default_value_t = 128)]
         prompt_tokens: usize,
+        /// Runs to take the best of.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
         #[arg(long)]
         json: bool,
     },
@@ -175,9 +182,10 @@ pub fn load_config(path: &Path) -> Result<RunConfig, Failure> {
 }
 
 fn read_messages(path: &Path) -> Result<Vec<serde_json::Value>, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
     match v {
         serde_json::Value::Array(a) if a.iter().all(|m| m.get("role").is_some()) => Ok(a),
         _ => Err(format!(
@@ -197,14 +205,23 @@ fn engine_with_model(m: &ModelArgs, quiet: bool) -> Result<Engine, Failure> {
         device: m.device.clone(),
         attn: m.attn,
     });
-    wait(&engine, quiet, |e| matches!(e, Event::ModelLoaded(_)).then_some(()))?;
+    wait(&engine, quiet, |e| {
+        matches!(e, Event::ModelLoaded(_)).then_some(())
+    })?;
     Ok(engine)
 }
 
 /// Waits for the event `pick` accepts; an error event fails.
-fn wait<T>(engine: &Engine, quiet: bool, mut pick: impl FnMut(&Event) -> Option<T>) -> Result<T, Failure> {
+fn wait<T>(
+    engine: &Engine,
+    quiet: bool,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> Result<T, Failure> {
     loop {
-        let e = engine.events.recv().map_err(|_| "the engine stopped unexpectedly")?;
+        let e = engine
+            .events
+            .recv()
+            .map_err(|_| "the engine stopped unexpectedly")?;
         if let Some(t) = pick(&e) {
             return Ok(t);
         }
@@ -261,7 +278,12 @@ pub fn run(cmd: Cmd) -> Result<(), Failure> {
             if a.json {
                 print_json(&serde_json::to_value(&s)?);
             } else {
-                println!("tokens: {}  mean NLL: {:.4}  perplexity: {:.2}", s.token_ids.len(), s.mean_nll, s.mean_nll.exp());
+                println!(
+                    "tokens: {}  mean NLL: {:.4}  perplexity: {:.2}",
+                    s.token_ids.len(),
+                    s.mean_nll,
+                    s.mean_nll.exp()
+                );
                 for (i, lp) in s.logprobs.iter().enumerate() {
                     println!("{:>6} {:>10.4}", s.token_ids[i + 1], lp);
                 }
@@ -272,8 +294,9 @@ pub fn run(cmd: Cmd) -> Result<(), Failure> {
             model,
             tokens,
             prompt_tokens,
+            repeats,
             json,
-        }) => bench_generate(&model, tokens, prompt_tokens, json),
+        }) => bench_generate(&model, tokens, prompt_tokens, repeats, json),
     }
 }
 
@@ -282,10 +305,12 @@ fn template(a: TemplateArgs) -> Result<(), Failure> {
     let tok = crate::model::load::load_tokenizer(&source, &mut |_, _, _| {})?;
     let template_text = match &a.chat_template {
         Some(t) => crate::template::resolve_source(t)?,
-        None => tok
-            .chat_template
-            .clone()
-            .ok_or_else(|| format!("{}: the model has no chat template; pass --chat-template FILE or a built-in name", a.model))?,
+        None => tok.chat_template.clone().ok_or_else(|| {
+            format!(
+                "{}: the model has no chat template; pass --chat-template FILE or a built-in name",
+                a.model
+            )
+        })?,
     };
     let messages = read_messages(&a.messages)?;
     let t = crate::template::ChatTemplate::new(&template_text, &tok.template_specials())?;
@@ -333,7 +358,10 @@ fn generate(a: GenerateArgs) -> Result<(), Failure> {
         Event::Generated { results, stats, .. } => Some((results.clone(), stats.clone())),
         _ => None,
     })?;
-    let r = results.into_iter().next().ok_or("no generation came back")?;
+    let r = results
+        .into_iter()
+        .next()
+        .ok_or("no generation came back")?;
     if a.json {
         print_json(&serde_json::json!({
             "text": r.text,
@@ -355,10 +383,18 @@ fn generate(a: GenerateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn bench_generate(m: &ModelArgs, tokens: usize, prompt_tokens: usize, json: bool) -> Result<(), Failure> {
+fn bench_generate(
+    m: &ModelArgs,
+    tokens: usize,
+    prompt_tokens: usize,
+    repeats: usize,
+    json: bool,
+) -> Result<(), Failure> {
     let engine = engine_with_model(m, json)?;
     // A fixed prompt of the asked length; bench/transformers_generate.py uses the same ids.
-    let prompt: Vec<u32> = (0..prompt_tokens as u32).map(|i| 1000 + (i * 37) % 5000).collect();
+    let prompt: Vec<u32> = (0..prompt_tokens as u32)
+        .map(|i| 1000 + (i * 37) % 5000)
+        .collect();
     let params = SamplingParams {
         max_new_tokens: tokens,
         ignore_eos: true,
@@ -379,7 +415,14 @@ fn bench_generate(m: &ModelArgs, tokens: usize, prompt_tokens: usize, json: bool
         })
     };
     let _ = run(4)?; // warm-up
-    let stats = run(tokens)?;
+                     // Best of `repeats`: the least disturbed run is the closest to the machine's speed.
+    let mut best = run(tokens)?;
+    for _ in 1..repeats {
+        let s = run(tokens)?;
+        best.prompt_seconds = best.prompt_seconds.min(s.prompt_seconds);
+        best.decode_seconds = best.decode_seconds.min(s.decode_seconds);
+    }
+    let stats = best;
     let out = serde_json::json!({
         "prompt_tokens": stats.prompt_tokens,
         "new_tokens": stats.new_tokens,

@@ -45,7 +45,6 @@ pub fn bf16_supported(device: Device) -> bool {
         .unwrap_or(false)
 }
 
-
 /// The kind for model weights: `auto` is bf16 on a CUDA device that supports
 /// it, else float32 (CPU half-precision matmuls are slow and inexact).
 pub fn resolve_kind(dtype: DType, device: Device) -> Kind {

@@ -77,7 +77,11 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let yes = |b: bool| if b { "yes" } else { "no" };
         writeln!(f, "ftui              {}", self.ftui_version)?;
-        writeln!(f, "libtorch          {} ({})", self.libtorch_version, self.libtorch_lib)?;
+        writeln!(
+            f,
+            "libtorch          {} ({})",
+            self.libtorch_version, self.libtorch_lib
+        )?;
         writeln!(
             f,
             "CUDA              {} ({} devices)",
@@ -91,7 +95,15 @@ impl std::fmt::Display for Report {
         writeln!(f, "cache folder      {}", self.cache_dir)?;
         writeln!(f, "data folder       {}", self.data_dir)?;
         writeln!(f, "HF cache          {}", self.hf_home)?;
-        writeln!(f, "HF token          {}", if self.hf_token_present { "configured" } else { "not configured" })?;
+        writeln!(
+            f,
+            "HF token          {}",
+            if self.hf_token_present {
+                "configured"
+            } else {
+                "not configured"
+            }
+        )?;
         let hub = if self.hub_offline {
             "offline mode (HF_HUB_OFFLINE): cache only".to_string()
         } else if self.hub_reachable {
@@ -99,10 +111,18 @@ impl std::fmt::Display for Report {
         } else {
             "not reachable (local files and the cache still work)".to_string()
         };
-        writeln!(f, "hub {:<13} {hub}", self.hub_endpoint.trim_start_matches("https://"))?;
+        writeln!(
+            f,
+            "hub {:<13} {hub}",
+            self.hub_endpoint.trim_start_matches("https://")
+        )?;
         match &self.default_model {
             Some(p) => write!(f, "default model     {p}"),
-            None => write!(f, "default model     missing: {}", crate::paths::default_model_missing()),
+            None => write!(
+                f,
+                "default model     missing: {}",
+                crate::paths::default_model_missing()
+            ),
         }
     }
 }

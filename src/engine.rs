@@ -80,7 +80,11 @@ pub enum Event {
     },
     ModelLoaded(ModelInfo),
     /// A piece of generated text for prompt `row` of request `id`.
-    Text { id: u64, row: usize, text: String },
+    Text {
+        id: u64,
+        row: usize,
+        text: String,
+    },
     Generated {
         id: u64,
         results: Vec<GenerationResult>,
@@ -88,7 +92,10 @@ pub enum Event {
     },
     Scored(crate::score::Score),
     Log(String),
-    Error { task: String, message: String },
+    Error {
+        task: String,
+        message: String,
+    },
 }
 
 pub struct Engine {
@@ -208,7 +215,9 @@ impl Worker {
     }
 
     fn loaded(&self) -> Result<&LoadedModel, String> {
-        self.model.as_ref().ok_or_else(|| "no model is loaded".to_string())
+        self.model
+            .as_ref()
+            .ok_or_else(|| "no model is loaded".to_string())
     }
 
     fn handle(&mut self, command: Command) -> Result<(), String> {
@@ -231,14 +240,22 @@ impl Worker {
                         total,
                     });
                 };
-                let opts = LoadOptions { dtype, device, attn };
+                let opts = LoadOptions {
+                    dtype,
+                    device,
+                    attn,
+                };
                 let loaded = load_model(&src, &opts, &mut progress).map_err(|e| e.to_string())?;
                 let info = model_info(&loaded);
                 self.model = Some(loaded);
                 self.send(Event::ModelLoaded(info));
                 Ok(())
             }
-            Command::Generate { id, prompts, params } => {
+            Command::Generate {
+                id,
+                prompts,
+                params,
+            } => {
                 let m = self.loaded()?;
                 let rendered = prompts
                     .iter()
@@ -255,8 +272,9 @@ impl Worker {
                     });
                     !cancel.load(Ordering::SeqCst)
                 };
-                let (gens, stats) = crate::generate::generate(&m.model, &m.tokenizer, &ids, &params, &mut on_text)
-                    .map_err(|e| crate::model::torch_message(&e))?;
+                let (gens, stats) =
+                    crate::generate::generate(&m.model, &m.tokenizer, &ids, &params, &mut on_text)
+                        .map_err(|e| crate::model::torch_message(&e))?;
                 let results = gens
                     .into_iter()
                     .zip(rendered)
@@ -274,7 +292,8 @@ impl Worker {
             Command::Score { prompt } => {
                 let m = self.loaded()?;
                 let ids = prompt_ids(m, &prompt)?.1;
-                let s = crate::score::score(&m.model, &ids).map_err(|e| crate::model::torch_message(&e))?;
+                let s = crate::score::score(&m.model, &ids)
+                    .map_err(|e| crate::model::torch_message(&e))?;
                 self.send(Event::Scored(s));
                 Ok(())
             }
@@ -332,6 +351,7 @@ pub fn model_info(m: &LoadedModel) -> ModelInfo {
         bos: text(&s.bos),
         eos: text(&s.eos),
         pad: text(&s.pad),
-        pad_equals_eos: s.pad.is_some() && s.pad.as_ref().map(|p| p.id) == s.eos.as_ref().map(|e| e.id),
+        pad_equals_eos: s.pad.is_some()
+            && s.pad.as_ref().map(|p| p.id) == s.eos.as_ref().map(|e| e.id),
     }
 }

@@ -97,9 +97,10 @@ pub fn next_tokens(logits: &Tensor, seen: &Tensor, p: &SamplingParams) -> TchRes
     if p.repetition_penalty != 1.0 {
         let score = logits.f_gather(1, seen, false)?;
         // transformers: negative scores are multiplied, positive ones divided.
-        let penalised = score
-            .f_mul_scalar(p.repetition_penalty)?
-            .f_where_self(&score.f_lt(0.0)?, &score.f_div_scalar(p.repetition_penalty)?)?;
+        let penalised = score.f_mul_scalar(p.repetition_penalty)?.f_where_self(
+            &score.f_lt(0.0)?,
+            &score.f_div_scalar(p.repetition_penalty)?,
+        )?;
         logits = logits.f_scatter(1, seen, &penalised)?;
     }
     if p.temperature == 0.0 {
@@ -114,7 +115,9 @@ pub fn next_tokens(logits: &Tensor, seen: &Tensor, p: &SamplingParams) -> TchRes
     }
     if p.top_p < 1.0 {
         let (sorted, idx) = logits.f_sort(-1, false)?;
-        let cum = sorted.f_softmax(-1, Kind::Float)?.f_cumsum(-1, Kind::Float)?;
+        let cum = sorted
+            .f_softmax(-1, Kind::Float)?
+            .f_cumsum(-1, Kind::Float)?;
         let remove = cum.f_le(1.0 - p.top_p)?;
         // Always keep the most likely token.
         let _ = remove.f_narrow(1, vocab - 1, 1)?.f_fill_(0)?;
@@ -156,11 +159,18 @@ pub fn generate(
         mask.extend(std::iter::repeat_n(0i64, n).chain(std::iter::repeat_n(1, prompt.len())));
     }
     let shape = [b as i64, longest as i64];
-    let mut input = Tensor::f_from_slice(&ids)?.f_view(shape)?.f_to_device(dev)?;
+    let mut input = Tensor::f_from_slice(&ids)?
+        .f_view(shape)?
+        .f_to_device(dev)?;
     let padded = mask.contains(&0);
-    let mut attn = Tensor::f_from_slice(&mask)?.f_view(shape)?.f_to_device(dev)?;
+    let mut attn = Tensor::f_from_slice(&mask)?
+        .f_view(shape)?
+        .f_to_device(dev)?;
     // Positions count real tokens only, as transformers' generate does.
-    let mut positions = attn.f_cumsum(-1, Kind::Int64)?.f_sub_scalar(1)?.f_clamp_min(0)?;
+    let mut positions = attn
+        .f_cumsum(-1, Kind::Int64)?
+        .f_sub_scalar(1)?
+        .f_clamp_min(0)?;
     let mut seen = input.shallow_clone();
     let mut cache = (!p.no_cache).then(|| model.new_cache());
 
@@ -182,8 +192,18 @@ pub fn generate(
     let mut full_input = input.shallow_clone();
     for step in 0..p.max_new_tokens {
         let logits = match &mut cache {
-            Some(c) => model.forward(&input, padded.then_some(&attn), padded.then_some(&positions), Some(c))?,
-            None => model.forward(&full_input, padded.then_some(&attn), padded.then_some(&full_positions(&attn)?), None)?,
+            Some(c) => model.forward(
+                &input,
+                padded.then_some(&attn),
+                padded.then_some(&positions),
+                Some(c),
+            )?,
+            None => model.forward(
+                &full_input,
+                padded.then_some(&attn),
+                padded.then_some(&full_positions(&attn)?),
+                None,
+            )?,
         };
         let last = logits.f_select(1, -1)?.f_to_kind(Kind::Float)?;
         let next = next_tokens(&last, &seen, p)?;
@@ -213,7 +233,11 @@ pub fn generate(
                 if let Some(cut) = p
                     .stop_strings
                     .iter()
-                    .filter_map(|s| g.text[before.saturating_sub(s.len())..].find(s.as_str()).map(|i| i + before.saturating_sub(s.len())))
+                    .filter_map(|s| {
+                        g.text[before.saturating_sub(s.len())..]
+                            .find(s.as_str())
+                            .map(|i| i + before.saturating_sub(s.len()))
+                    })
                     .min()
                 {
                     g.text.truncate(cut);
@@ -243,11 +267,18 @@ pub fn generate(
             .zip(&done)
             .map(|(&t, &d)| if d { pad } else { t })
             .collect();
-        input = Tensor::f_from_slice(&step_ids)?.f_view([b as i64, 1])?.f_to_device(dev)?;
+        input = Tensor::f_from_slice(&step_ids)?
+            .f_view([b as i64, 1])?
+            .f_to_device(dev)?;
         seen = Tensor::f_cat(&[&seen, &input], 1)?;
         full_input = seen.shallow_clone();
-        attn = Tensor::f_cat(&[&attn, &Tensor::f_ones([b as i64, 1], (Kind::Int64, dev))?], 1)?;
-        positions = positions.f_narrow(1, positions.size()[1] - 1, 1)?.f_add_scalar(1)?;
+        attn = Tensor::f_cat(
+            &[&attn, &Tensor::f_ones([b as i64, 1], (Kind::Int64, dev))?],
+            1,
+        )?;
+        positions = positions
+            .f_narrow(1, positions.size()[1] - 1, 1)?
+            .f_add_scalar(1)?;
     }
     stats.decode_seconds = decode_start.elapsed().as_secs_f64();
     Ok((out, stats))
@@ -255,5 +286,7 @@ pub fn generate(
 
 /// Position ids for a whole left-padded sequence: real tokens count from 0.
 fn full_positions(attn: &Tensor) -> TchResult<Tensor> {
-    attn.f_cumsum(-1, Kind::Int64)?.f_sub_scalar(1)?.f_clamp_min(0)
+    attn.f_cumsum(-1, Kind::Int64)?
+        .f_sub_scalar(1)?
+        .f_clamp_min(0)
 }

@@ -129,7 +129,12 @@ impl hf_hub::api::Progress for FileProgress<'_> {
     }
 }
 
-fn map_error(repo: &RepoRef, s: &HubSettings, file: &str, e: hf_hub::api::sync::ApiError) -> HubError {
+fn map_error(
+    repo: &RepoRef,
+    s: &HubSettings,
+    file: &str,
+    e: hf_hub::api::sync::ApiError,
+) -> HubError {
     use hf_hub::api::sync::ApiError;
     let r = repo.id.clone();
     let not_found = || HubError::NotFound {
@@ -226,7 +231,9 @@ pub fn fetch(
         .build()
         .map_err(|e| map_error(repo, settings, "", e))?;
     let api_repo = api.repo(hub_repo.clone());
-    let info = api_repo.info().map_err(|e| map_error(repo, settings, "", e))?;
+    let info = api_repo
+        .info()
+        .map_err(|e| map_error(repo, settings, "", e))?;
     let listing: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
     let files = choose(&listing).map_err(|message| HubError::Other {
         repo: repo.id.clone(),

@@ -16,9 +16,13 @@ fn main() {
     }
 }
 
-fn workbench(config: &std::path::Path, log_file: Option<std::path::PathBuf>) -> Result<(), Failure> {
+fn workbench(
+    config: &std::path::Path,
+    log_file: Option<std::path::PathBuf>,
+) -> Result<(), Failure> {
     let c = cli::load_config(config)?;
-    if c.model.source == ftui::paths::DEFAULT_MODEL_SOURCE && ftui::paths::default_model().is_none() {
+    if c.model.source == ftui::paths::DEFAULT_MODEL_SOURCE && ftui::paths::default_model().is_none()
+    {
         return Err(ftui::paths::default_model_missing().into());
     }
     ftui::tui::run(c, config.to_path_buf())?;

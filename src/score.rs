@@ -17,7 +17,9 @@ pub fn score(model: &CausalLm, ids: &[u32]) -> TchResult<Score> {
     let _guard = tch::no_grad_guard();
     let n = ids.len() as i64;
     let input: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
-    let input = Tensor::f_from_slice(&input)?.f_view([1, n])?.f_to_device(model.device)?;
+    let input = Tensor::f_from_slice(&input)?
+        .f_view([1, n])?
+        .f_to_device(model.device)?;
     let logits = model.forward(&input, None, None, None)?;
     let logprobs = if n < 2 {
         Vec::new()

@@ -67,7 +67,11 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>, TokenizerError> {
 fn json_ids(v: Option<&serde_json::Value>) -> Vec<u32> {
     match v {
         Some(serde_json::Value::Number(n)) => n.as_u64().map(|x| x as u32).into_iter().collect(),
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32).collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_u64())
+            .map(|x| x as u32)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -82,7 +86,8 @@ impl TextTokenizer {
                 "missing: ftui needs the fast tokenizer file tokenizer.json (save it with tokenizer.save_pretrained)",
             ));
         }
-        let inner = Tokenizer::from_file(&path).map_err(|e| err(&path, format!("cannot load: {e}")))?;
+        let inner =
+            Tokenizer::from_file(&path).map_err(|e| err(&path, format!("cannot load: {e}")))?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg = read_json(&cfg_path)?.unwrap_or_default();
         let lookup = |key: &str| -> Option<SpecialToken> {
@@ -108,7 +113,9 @@ impl TextTokenizer {
         specials.stop_ids = stop;
         let (chat_template, chat_template_source) = crate::template::from_tokenizer_config(dir)
             .map_err(|e| err(dir, e.to_string()))?
-            .map_or((None, String::new()), |t| (Some(t), "tokenizer_config".to_string()));
+            .map_or((None, String::new()), |t| {
+                (Some(t), "tokenizer_config".to_string())
+            });
         let chat_template_source = if dir.join("chat_template.jinja").is_file() {
             "chat_template.jinja".to_string()
         } else {
@@ -123,13 +130,14 @@ impl TextTokenizer {
     }
 
     /// The tokenizer stored in a GGUF file's metadata.
-    pub fn from_gguf(path: &Path, file: &crate::model::gguf::GgufFile) -> Result<Self, TokenizerError> {
+    pub fn from_gguf(
+        path: &Path,
+        file: &crate::model::gguf::GgufFile,
+    ) -> Result<Self, TokenizerError> {
         let inner = file.tokenizer().map_err(|e| err(path, e.to_string()))?;
         let ids = file.special_tokens();
         let tok = |id: Option<u32>| {
-            id.and_then(|id| {
-                inner.id_to_token(id).map(|text| SpecialToken { text, id })
-            })
+            id.and_then(|id| inner.id_to_token(id).map(|text| SpecialToken { text, id }))
         };
         let eos = tok(ids.eos);
         let specials = Specials {

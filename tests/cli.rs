@@ -18,7 +18,9 @@ fn stderr(o: &Output) -> String {
 }
 
 fn fixture(arch: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(arch)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(arch)
 }
 
 /// A copy of the llama fixture that a test may damage.
@@ -55,8 +57,14 @@ fn doctor_json_has_every_key() {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
     assert_eq!(v["libtorch_version"], "2.13.0");
-    assert_eq!(v["hub_reachable"], false, "offline mode must not call the hub");
-    assert!(v["data_dir"].as_str().expect("str").starts_with(home.path().to_str().expect("utf8")));
+    assert_eq!(
+        v["hub_reachable"], false,
+        "offline mode must not call the hub"
+    );
+    assert!(v["data_dir"]
+        .as_str()
+        .expect("str")
+        .starts_with(home.path().to_str().expect("utf8")));
 }
 
 #[test]
@@ -79,14 +87,22 @@ fn doctor_never_prints_the_token() {
 fn broken_config_exits_2_naming_key_and_line() {
     let home = tempfile::tempdir().expect("tmp");
     let cfg = home.path().join("bad.toml");
-    std::fs::write(&cfg, "[model]\nsource = \"default\"\n[lora]\nr = 8\nalpha = 16\n").expect("write");
+    std::fs::write(
+        &cfg,
+        "[model]\nsource = \"default\"\n[lora]\nr = 8\nalpha = 16\n",
+    )
+    .expect("write");
     let o = ftui(&["--config", cfg.to_str().expect("utf8")], home.path());
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert_eq!(e.lines().count(), 1, "{e}");
     assert!(e.contains("bad.toml:5") && e.contains("alpha"), "{e}");
 
-    std::fs::write(&cfg, "[model]\nsource = \"default\"\n[training]\nmax_length = \"long\"\n").expect("write");
+    std::fs::write(
+        &cfg,
+        "[model]\nsource = \"default\"\n[training]\nmax_length = \"long\"\n",
+    )
+    .expect("write");
     let o = ftui(&["--config", cfg.to_str().expect("utf8")], home.path());
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
@@ -100,7 +116,18 @@ fn truncated_safetensors_names_the_file() {
     let w = dir.join("model.safetensors");
     let bytes = std::fs::read(&w).expect("read");
     std::fs::write(&w, &bytes[..bytes.len() / 2]).expect("truncate");
-    let o = ftui(&["score", "--model", dir.to_str().expect("utf8"), "--text", "hi", "--device", "cpu"], home.path());
+    let o = ftui(
+        &[
+            "score",
+            "--model",
+            dir.to_str().expect("utf8"),
+            "--text",
+            "hi",
+            "--device",
+            "cpu",
+        ],
+        home.path(),
+    );
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert_eq!(e.lines().count(), 1, "{e}");
@@ -112,9 +139,22 @@ fn unknown_model_type_names_config_json() {
     let home = tempfile::tempdir().expect("tmp");
     let dir = copy_fixture(home.path());
     let c = dir.join("config.json");
-    let text = std::fs::read_to_string(&c).expect("read").replace("\"llama\"", "\"gemma3\"");
+    let text = std::fs::read_to_string(&c)
+        .expect("read")
+        .replace("\"llama\"", "\"gemma3\"");
     std::fs::write(&c, text).expect("write");
-    let o = ftui(&["score", "--model", dir.to_str().expect("utf8"), "--text", "hi", "--device", "cpu"], home.path());
+    let o = ftui(
+        &[
+            "score",
+            "--model",
+            dir.to_str().expect("utf8"),
+            "--text",
+            "hi",
+            "--device",
+            "cpu",
+        ],
+        home.path(),
+    );
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(e.contains("config.json") && e.contains("gemma3"), "{e}");
@@ -125,7 +165,18 @@ fn missing_tokenizer_names_tokenizer_json() {
     let home = tempfile::tempdir().expect("tmp");
     let dir = copy_fixture(home.path());
     std::fs::remove_file(dir.join("tokenizer.json")).expect("rm");
-    let o = ftui(&["score", "--model", dir.to_str().expect("utf8"), "--text", "hi", "--device", "cpu"], home.path());
+    let o = ftui(
+        &[
+            "score",
+            "--model",
+            dir.to_str().expect("utf8"),
+            "--text",
+            "hi",
+            "--device",
+            "cpu",
+        ],
+        home.path(),
+    );
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(e.contains("tokenizer.json"), "{e}");
@@ -141,7 +192,18 @@ fn truncated_gguf_names_the_file() {
     let bytes = std::fs::read(&model).expect("read");
     let cut = home.path().join("cut.gguf");
     std::fs::write(&cut, &bytes[..4 << 20]).expect("write");
-    let o = ftui(&["score", "--model", cut.to_str().expect("utf8"), "--text", "hi", "--device", "cpu"], home.path());
+    let o = ftui(
+        &[
+            "score",
+            "--model",
+            cut.to_str().expect("utf8"),
+            "--text",
+            "hi",
+            "--device",
+            "cpu",
+        ],
+        home.path(),
+    );
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(e.lines().count(), 1, "{e}");
@@ -153,7 +215,16 @@ fn score_json_shape_on_fixture() {
     let home = tempfile::tempdir().expect("tmp");
     let dir = fixture("llama");
     let o = ftui(
-        &["score", "--model", dir.to_str().expect("utf8"), "--text", "Strong in you, the Force is.", "--device", "cpu", "--json"],
+        &[
+            "score",
+            "--model",
+            dir.to_str().expect("utf8"),
+            "--text",
+            "Strong in you, the Force is.",
+            "--device",
+            "cpu",
+            "--json",
+        ],
         home.path(),
     );
     assert!(o.status.success(), "{}", stderr(&o));

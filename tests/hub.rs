@@ -102,7 +102,11 @@ impl Response {
             .header("Content-Type", "application/json; charset=utf-8")
             .header("X-Error-Code", code)
             .header("X-Error-Message", message)
-            .body(serde_json::json!({ "error": message }).to_string().into_bytes())
+            .body(
+                serde_json::json!({ "error": message })
+                    .to_string()
+                    .into_bytes(),
+            )
     }
 }
 
@@ -129,7 +133,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         if let (b'%', Some(Ok(b))) = (bytes[i], hex.map(|h| u8::from_str_radix(h, 16))) {
             out.push(b);
             i += 3;
@@ -180,7 +186,14 @@ impl FakeHub {
                 (name.to_string(), HubFile { data, lfs, etag })
             })
             .collect();
-        self.lock().repos.insert(id.to_string(), HubRepo { sha: sha.into(), gated, files });
+        self.lock().repos.insert(
+            id.to_string(),
+            HubRepo {
+                sha: sha.into(),
+                gated,
+                files,
+            },
+        );
     }
 
     fn etag(&self, id: &str, file: &str) -> String {
@@ -194,7 +207,9 @@ impl FakeHub {
 }
 
 fn serve_connection(stream: TcpStream, addr: std::net::SocketAddr, state: &Mutex<HubState>) {
-    let Ok(write_half) = stream.try_clone() else { return };
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     let mut writer = write_half;
     loop {
@@ -228,7 +243,9 @@ fn serve_connection(stream: TcpStream, addr: std::net::SocketAddr, state: &Mutex
             path: path.to_string(),
             headers,
         };
-        let close = req.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let close = req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
         let resp = {
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
             st.log.push(req.clone());
@@ -263,7 +280,12 @@ fn ranged(req: &Request, data: &[u8], base: Response) -> Response {
     });
     let base = base.header("Accept-Ranges", "bytes");
     match range {
-        None => Response { status: 200, reason: "OK", ..base }.body(data.to_vec()),
+        None => Response {
+            status: 200,
+            reason: "OK",
+            ..base
+        }
+        .body(data.to_vec()),
         Some((a, b)) if a >= len || a > b => Response {
             status: 416,
             reason: "Range Not Satisfiable",
@@ -316,8 +338,11 @@ fn route(st: &HubState, req: &Request, addr: std::net::SocketAddr) -> Response {
     }
     let path = req.path.split('?').next().unwrap_or_default();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let authorized = req.header("authorization").and_then(|a| a.strip_prefix("Bearer "));
-    let find = |org: &str, name: &str, rev: &str| find_repo(st, authorized.is_some(), org, name, rev);
+    let authorized = req
+        .header("authorization")
+        .and_then(|a| a.strip_prefix("Bearer "));
+    let find =
+        |org: &str, name: &str, rev: &str| find_repo(st, authorized.is_some(), org, name, rev);
     match segs.as_slice() {
         // GET /api/models/{org}/{name}/revision/{rev}: public metadata (gated
         // repos' too), with the commit and the file list.
@@ -384,13 +409,17 @@ fn route(st: &HubState, req: &Request, addr: std::net::SocketAddr) -> Response {
                     f.etag
                 );
                 let body = format!("Found. Redirecting to {location}").into_bytes();
-                Response { status: 302, reason: "Found", ..base }
-                    .header("Location", location)
-                    .header("X-Linked-Etag", format!("\"{}\"", f.etag))
-                    .header("X-Linked-Size", f.data.len().to_string())
-                    .header("ETag", format!("W/\"{}\"", fake_digest(&f.data, 40)))
-                    .header("Content-Type", "text/plain; charset=utf-8")
-                    .body(body)
+                Response {
+                    status: 302,
+                    reason: "Found",
+                    ..base
+                }
+                .header("Location", location)
+                .header("X-Linked-Etag", format!("\"{}\"", f.etag))
+                .header("X-Linked-Size", f.data.len().to_string())
+                .header("ETag", format!("W/\"{}\"", fake_digest(&f.data, 40)))
+                .header("Content-Type", "text/plain; charset=utf-8")
+                .body(body)
             } else {
                 let base = base
                     .header("ETag", format!("\"{}\"", f.etag))
@@ -413,7 +442,12 @@ fn route(st: &HubState, req: &Request, addr: std::net::SocketAddr) -> Response {
                 .header("Content-Type", "binary/octet-stream");
             ranged(req, &f.data, base)
         }
-        _ => Response::error(404, "Not Found", "EntryNotFound", "Sorry, we can't find the page you are looking for."),
+        _ => Response::error(
+            404,
+            "Not Found",
+            "EntryNotFound",
+            "Sorry, we can't find the page you are looking for.",
+        ),
     }
 }
 
@@ -481,11 +515,22 @@ fn fixture_dir() -> PathBuf {
 fn fixture_files() -> Vec<(&'static str, Vec<u8>)> {
     let mut files: Vec<(&str, Vec<u8>)> = FIXTURE_FILES
         .iter()
-        .map(|f| (*f, std::fs::read(fixture_dir().join(f)).expect("fixture file")))
+        .map(|f| {
+            (
+                *f,
+                std::fs::read(fixture_dir().join(f)).expect("fixture file"),
+            )
+        })
         .collect();
     // Files every hub repo has, which a model load must not fetch.
-    files.push((".gitattributes", b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n".to_vec()));
-    files.push(("README.md", b"---\nlicense: mit\n---\n# tiny-llama\n".to_vec()));
+    files.push((
+        ".gitattributes",
+        b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n".to_vec(),
+    ));
+    files.push((
+        "README.md",
+        b"---\nlicense: mit\n---\n# tiny-llama\n".to_vec(),
+    ));
     files
 }
 
@@ -507,11 +552,16 @@ fn logits(m: &LoadedModel) -> Tensor {
 }
 
 fn resolves(log: &[Request]) -> Vec<&Request> {
-    log.iter().filter(|r| r.path.contains("/resolve/")).collect()
+    log.iter()
+        .filter(|r| r.path.contains("/resolve/"))
+        .collect()
 }
 
 /// Loads `spec` from the hub, recording the progress reports.
-fn load_hub(spec: &str) -> (Result<LoadedModel, String>, Vec<(String, u64, u64)>) {
+/// Progress reports: (file, done, total).
+type Reports = Vec<(String, u64, u64)>;
+
+fn load_hub(spec: &str) -> (Result<LoadedModel, String>, Reports) {
     let mut reports = Vec::new();
     let r = load_model(&hub_source(spec), &opts(), &mut |f, done, total| {
         reports.push((f.to_string(), done, total))
@@ -544,8 +594,12 @@ fn hub_download_cache_offline_and_errors() {
     env.set("HF_HOME", &home);
     env.set("HF_HUB_CACHE", &cache);
 
-    assert_eq!(ModelSource::parse(MODEL).expect("parses"), hub_source(MODEL));
-    let direct = load_model(&ModelSource::Dir(fixture_dir()), &opts(), &mut |_, _, _| {}).expect("fixture loads");
+    assert_eq!(
+        ModelSource::parse(MODEL).expect("parses"),
+        hub_source(MODEL)
+    );
+    let direct = load_model(&ModelSource::Dir(fixture_dir()), &opts(), &mut |_, _, _| {})
+        .expect("fixture loads");
     let want = logits(&direct);
 
     // 1. Online: downloads into the hub cache layout; same logits, bit for bit.
@@ -555,37 +609,63 @@ fn hub_download_cache_offline_and_errors() {
     let snap_a = repo_dir.join("snapshots").join(COMMIT_A);
     assert_eq!(m.path, snap_a);
     assert_eq!(m.name, "test-org/tiny-llama@main");
-    assert!(logits(&m).equal(&want), "hub-loaded logits differ from the folder's");
+    assert!(
+        logits(&m).equal(&want),
+        "hub-loaded logits differ from the folder's"
+    );
     let main_ref = std::fs::read_to_string(repo_dir.join("refs/main")).expect("refs/main");
     assert_eq!(main_ref.trim(), COMMIT_A);
     for f in FIXTURE_FILES {
         let p = snap_a.join(f);
         let link = std::fs::read_link(&p).unwrap_or_else(|e| panic!("{f} is not a symlink: {e}"));
         let blob = repo_dir.join("blobs").join(hub.etag(MODEL, f));
-        assert_eq!(snap_a.join(&link).canonicalize().expect("link resolves"), blob.canonicalize().expect("blob"));
+        assert_eq!(
+            snap_a.join(&link).canonicalize().expect("link resolves"),
+            blob.canonicalize().expect("blob")
+        );
         let want_bytes = std::fs::read(fixture_dir().join(f)).expect("fixture");
-        assert_eq!(std::fs::read(&p).expect("snapshot file"), want_bytes, "{f} differs");
+        assert_eq!(
+            std::fs::read(&p).expect("snapshot file"),
+            want_bytes,
+            "{f} differs"
+        );
     }
     for f in [".gitattributes", "README.md"] {
         assert!(!snap_a.join(f).exists(), "{f} should not be fetched");
     }
-    assert!(!home.join("hub").exists(), "HF_HUB_CACHE must win over HF_HOME/hub");
-    let size = std::fs::metadata(fixture_dir().join("model.safetensors")).expect("fixture").len();
     assert!(
-        reports.iter().any(|r| r == &("model.safetensors".to_string(), size, size)),
+        !home.join("hub").exists(),
+        "HF_HUB_CACHE must win over HF_HOME/hub"
+    );
+    let size = std::fs::metadata(fixture_dir().join("model.safetensors"))
+        .expect("fixture")
+        .len();
+    assert!(
+        reports
+            .iter()
+            .any(|r| r == &("model.safetensors".to_string(), size, size)),
         "progress never reported model.safetensors complete: {reports:?}"
     );
     let log = hub.take_log();
     let infos: Vec<_> = log.iter().filter(|r| r.path.starts_with("/api/")).collect();
     assert_eq!(infos.len(), 1, "{log:#?}");
-    assert_eq!(infos[0].path, "/api/models/test-org/tiny-llama/revision/main");
+    assert_eq!(
+        infos[0].path,
+        "/api/models/test-org/tiny-llama/revision/main"
+    );
     let metadata: Vec<_> = resolves(&log)
         .into_iter()
         .filter(|r| r.header("range") == Some("bytes=0-0"))
         .collect();
     assert_eq!(metadata.len(), FIXTURE_FILES.len(), "{log:#?}");
-    assert!(log.iter().any(|r| r.path.starts_with("/cdn-lfs/")), "the LFS redirect was not followed");
-    assert!(log.iter().all(|r| r.header("authorization").is_none()), "a token was sent with none set");
+    assert!(
+        log.iter().any(|r| r.path.starts_with("/cdn-lfs/")),
+        "the LFS redirect was not followed"
+    );
+    assert!(
+        log.iter().all(|r| r.header("authorization").is_none()),
+        "a token was sent with none set"
+    );
 
     // Online again at the same commit: one info call, nothing downloaded.
     let (r, _) = load_hub(MODEL);
@@ -608,8 +688,12 @@ fn hub_download_cache_offline_and_errors() {
     let empty = tmp.path().join("empty-cache");
     env.set("HF_HUB_CACHE", &empty);
     let e = err_of(load_hub(MODEL).0);
-    assert!(e.contains(MODEL) && e.contains("not in the cache") && e.contains("HF_HUB_OFFLINE"), "{e}");
-    let e = err_of(load_tokenizer(&hub_source(MODEL), &mut |_, _, _| {}).map_err(|e| e.to_string()));
+    assert!(
+        e.contains(MODEL) && e.contains("not in the cache") && e.contains("HF_HUB_OFFLINE"),
+        "{e}"
+    );
+    let e =
+        err_of(load_tokenizer(&hub_source(MODEL), &mut |_, _, _| {}).map_err(|e| e.to_string()));
     assert!(e.contains(MODEL) && e.contains("not in the cache"), "{e}");
     assert!(hub.take_log().is_empty(), "offline mode contacted the hub");
     // ... and a snapshot holding only the tokenizer says the weights are missing.
@@ -617,71 +701,134 @@ fn hub_download_cache_offline_and_errors() {
     let partial = tmp.path().join("partial-cache");
     env.set("HF_HUB_CACHE", &partial);
     load_tokenizer(&hub_source(MODEL), &mut |_, _, _| {}).expect("tokenizer online");
-    assert!(!partial.join("models--test-org--tiny-llama/snapshots").join(COMMIT_A).join("model.safetensors").exists());
+    assert!(!partial
+        .join("models--test-org--tiny-llama/snapshots")
+        .join(COMMIT_A)
+        .join("model.safetensors")
+        .exists());
     env.set("HF_HUB_OFFLINE", "true");
     let e = err_of(load_hub(MODEL).0);
-    assert!(e.contains(MODEL) && e.contains("HF_HUB_OFFLINE") && e.contains("model.safetensors"), "{e}");
+    assert!(
+        e.contains(MODEL) && e.contains("HF_HUB_OFFLINE") && e.contains("model.safetensors"),
+        "{e}"
+    );
     env.unset("HF_HUB_OFFLINE");
     env.set("HF_HUB_CACHE", &cache);
     hub.take_log();
 
     // A new commit on main: the cached snapshot of the old one is not reused.
     let mut files = fixture_files();
-    let gen_b = br#"{"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 0, "temperature": 0.5}"#.to_vec();
-    files.iter_mut().find(|(f, _)| *f == "generation_config.json").expect("gen").1 = gen_b.clone();
+    let gen_b = br#"{"bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 0, "temperature": 0.5}"#
+        .to_vec();
+    files
+        .iter_mut()
+        .find(|(f, _)| *f == "generation_config.json")
+        .expect("gen")
+        .1 = gen_b.clone();
     hub.publish(MODEL, COMMIT_B, false, files);
     let (r, _) = load_hub(MODEL);
     let m = r.expect("loads the new commit");
     let snap_b = repo_dir.join("snapshots").join(COMMIT_B);
     assert_eq!(m.path, snap_b);
-    assert_eq!(std::fs::read(snap_b.join("generation_config.json")).expect("gen"), gen_b);
+    assert_eq!(
+        std::fs::read(snap_b.join("generation_config.json")).expect("gen"),
+        gen_b
+    );
     assert!(logits(&m).equal(&want));
     let ref_b = std::fs::read_to_string(repo_dir.join("refs/main")).expect("refs/main");
     assert_eq!(ref_b.trim(), COMMIT_B);
-    assert_eq!(resolves(&hub.take_log()).iter().filter(|r| r.header("range") == Some("bytes=0-0")).count(), FIXTURE_FILES.len());
+    assert_eq!(
+        resolves(&hub.take_log())
+            .iter()
+            .filter(|r| r.header("range") == Some("bytes=0-0"))
+            .count(),
+        FIXTURE_FILES.len()
+    );
 
     // 3. Gated repo: 401 without a token, 403 with a wrong one, fine with the
     // right one (sent as a Bearer token, from HF_TOKEN or $HF_HOME/token).
-    let tokenizer_of = |spec: &str| load_tokenizer(&hub_source(spec), &mut |_, _, _| {}).map_err(|e| e.to_string());
+    let tokenizer_of = |spec: &str| {
+        load_tokenizer(&hub_source(spec), &mut |_, _, _| {}).map_err(|e| e.to_string())
+    };
     let e = err_of(tokenizer_of(GATED));
-    assert!(e.contains(GATED) && e.contains("HF_TOKEN") && e.contains("401"), "{e}");
-    assert!(hub.take_log().iter().all(|r| r.header("authorization").is_none()));
+    assert!(
+        e.contains(GATED) && e.contains("HF_TOKEN") && e.contains("401"),
+        "{e}"
+    );
+    assert!(hub
+        .take_log()
+        .iter()
+        .all(|r| r.header("authorization").is_none()));
     env.set("HF_TOKEN", "hf_not_granted");
     let e = err_of(tokenizer_of(GATED));
-    assert!(e.contains(GATED) && e.contains("HF_TOKEN") && e.contains("403"), "{e}");
+    assert!(
+        e.contains(GATED) && e.contains("HF_TOKEN") && e.contains("403"),
+        "{e}"
+    );
     let log = hub.take_log();
-    assert!(!log.is_empty() && log.iter().all(|r| r.header("authorization") == Some("Bearer hf_not_granted")), "{log:#?}");
+    assert!(
+        !log.is_empty()
+            && log
+                .iter()
+                .all(|r| r.header("authorization") == Some("Bearer hf_not_granted")),
+        "{log:#?}"
+    );
     env.set("HF_TOKEN", GATED_TOKEN);
     tokenizer_of(GATED).expect("the gated repo with its token");
     let log = hub.take_log();
     let want_auth = format!("Bearer {GATED_TOKEN}");
     assert!(resolves(&log).len() >= 4, "{log:#?}");
-    assert!(resolves(&log).iter().all(|r| r.header("authorization") == Some(want_auth.as_str())), "{log:#?}");
+    assert!(
+        resolves(&log)
+            .iter()
+            .all(|r| r.header("authorization") == Some(want_auth.as_str())),
+        "{log:#?}"
+    );
     env.unset("HF_TOKEN");
     std::fs::write(home.join("token"), format!("{GATED_TOKEN}\n")).expect("token file");
     env.set("HF_HUB_CACHE", tmp.path().join("gated-cache"));
     tokenizer_of(GATED).expect("the gated repo with the token from $HF_HOME/token");
-    assert!(resolves(&hub.take_log()).iter().all(|r| r.header("authorization") == Some(want_auth.as_str())));
+    assert!(resolves(&hub.take_log())
+        .iter()
+        .all(|r| r.header("authorization") == Some(want_auth.as_str())));
     std::fs::remove_file(home.join("token")).expect("rm token");
     env.set("HF_HUB_CACHE", &cache);
 
     // Unknown repo: the hub says 401 to anonymous requests, 404 with a token;
     // both are "not found" naming the repo. So is an unknown revision.
     let e = err_of(load_hub("test-org/does-not-exist").0);
-    assert!(e.contains("test-org/does-not-exist") && e.contains("not found"), "{e}");
+    assert!(
+        e.contains("test-org/does-not-exist") && e.contains("not found"),
+        "{e}"
+    );
     env.set("HF_TOKEN", "hf_someone");
     let e = err_of(load_hub("test-org/does-not-exist").0);
-    assert!(e.contains("test-org/does-not-exist") && e.contains("not found"), "{e}");
-    assert!(hub.take_log().iter().any(|r| r.header("authorization") == Some("Bearer hf_someone")));
+    assert!(
+        e.contains("test-org/does-not-exist") && e.contains("not found"),
+        "{e}"
+    );
+    assert!(hub
+        .take_log()
+        .iter()
+        .any(|r| r.header("authorization") == Some("Bearer hf_someone")));
     env.unset("HF_TOKEN");
     let e = err_of(load_hub(&format!("{MODEL}@no-such-branch")).0);
-    assert!(e.contains(MODEL) && e.contains("not found") && e.contains("no-such-branch"), "{e}");
+    assert!(
+        e.contains(MODEL) && e.contains("not found") && e.contains("no-such-branch"),
+        "{e}"
+    );
 
     // A hub that does not answer: the error suggests offline mode.
-    let closed = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
     env.set("HF_ENDPOINT", format!("http://{closed}"));
     let e = err_of(load_hub(MODEL).0);
-    assert!(e.contains(MODEL) && e.contains("did not answer") && e.contains("HF_HUB_OFFLINE"), "{e}");
+    assert!(
+        e.contains(MODEL) && e.contains("did not answer") && e.contains("HF_HUB_OFFLINE"),
+        "{e}"
+    );
     drop(env);
 }
 
@@ -706,15 +853,27 @@ fn settings_from_env() {
     assert_eq!(s.cache_dir, home.join("hub"));
     assert_eq!(s.endpoint, "http://mirror.local:8080");
     env.set("HF_HUB_CACHE", tmp.path().join("elsewhere"));
-    assert_eq!(HubSettings::from_env().cache_dir, tmp.path().join("elsewhere"));
+    assert_eq!(
+        HubSettings::from_env().cache_dir,
+        tmp.path().join("elsewhere")
+    );
 
     // Token: HF_TOKEN first, then $HF_HOME/token (trimmed); empty means none.
     std::fs::write(home.join("token"), "  hf_from_file \n").expect("token file");
-    assert_eq!(HubSettings::from_env().token.as_deref(), Some("hf_from_file"));
+    assert_eq!(
+        HubSettings::from_env().token.as_deref(),
+        Some("hf_from_file")
+    );
     env.set("HF_TOKEN", "hf_from_env");
-    assert_eq!(HubSettings::from_env().token.as_deref(), Some("hf_from_env"));
+    assert_eq!(
+        HubSettings::from_env().token.as_deref(),
+        Some("hf_from_env")
+    );
     env.set("HF_TOKEN", "");
-    assert_eq!(HubSettings::from_env().token.as_deref(), Some("hf_from_file"));
+    assert_eq!(
+        HubSettings::from_env().token.as_deref(),
+        Some("hf_from_file")
+    );
     std::fs::write(home.join("token"), "\n").expect("token file");
     assert_eq!(HubSettings::from_env().token, None);
 

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 fn fixture(arch: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(arch)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(arch)
 }
 
 fn golden(arch: &str) -> std::collections::HashMap<String, Tensor> {
@@ -40,13 +42,19 @@ fn check(arch: &str, attn: AttnImplementation) {
     for case in ["right", "left"] {
         let ids = &g[&format!("{case}.input_ids")];
         let mask = &g[&format!("{case}.attention_mask")];
-        let logits = m.model.forward(ids, Some(mask), None, None).expect("forward");
+        let logits = m
+            .model
+            .forward(ids, Some(mask), None, None)
+            .expect("forward");
         let d = max_diff(&logits, &g[&format!("{case}.logits")], Some(mask));
         assert!(d < 1e-3, "{arch} {attn:?} {case}: max logit difference {d}");
     }
     let ids = &g["packed.input_ids"];
     let pos = &g["packed.position_ids"];
-    let logits = m.model.forward(ids, None, Some(pos), None).expect("forward");
+    let logits = m
+        .model
+        .forward(ids, None, Some(pos), None)
+        .expect("forward");
     let d = max_diff(&logits, &g["packed.logits"], None);
     assert!(d < 1e-3, "{arch} {attn:?} packed: max logit difference {d}");
 }
@@ -79,14 +87,28 @@ fn packed_row_equals_sequences_run_alone() {
         device: Device::Cpu,
         attn: AttnImplementation::Sdpa,
     };
-    let m = load_model(&ModelSource::Dir(fixture("llama")), &opts, &mut |_, _, _| {}).expect("loads");
+    let m = load_model(
+        &ModelSource::Dir(fixture("llama")),
+        &opts,
+        &mut |_, _, _| {},
+    )
+    .expect("loads");
     let a = [5i64, 9, 13, 2, 7];
     let b = [11i64, 4, 8];
     let packed = Tensor::from_slice(&[&a[..], &b[..]].concat()).view([1, 8]);
     let pos = Tensor::from_slice(&[0i64, 1, 2, 3, 4, 0, 1, 2]).view([1, 8]);
-    let out = m.model.forward(&packed, None, Some(&pos), None).expect("packed");
-    let alone_a = m.model.forward(&Tensor::from_slice(&a).view([1, 5]), None, None, None).expect("a");
-    let alone_b = m.model.forward(&Tensor::from_slice(&b).view([1, 3]), None, None, None).expect("b");
+    let out = m
+        .model
+        .forward(&packed, None, Some(&pos), None)
+        .expect("packed");
+    let alone_a = m
+        .model
+        .forward(&Tensor::from_slice(&a).view([1, 5]), None, None, None)
+        .expect("a");
+    let alone_b = m
+        .model
+        .forward(&Tensor::from_slice(&b).view([1, 3]), None, None, None)
+        .expect("b");
     let joined = Tensor::cat(&[alone_a, alone_b], 1);
     let d = max_diff(&out, &joined, None);
     assert!(d < 1e-4, "packed vs alone: {d}");

@@ -177,6 +177,36 @@ FEATURES = [
     ("floats", "{{ 0.1 + 0.2 }} {{ 1e20 }} {{ 1.0e-7 }} {{ 3.0 }} {{ 10 / 3 }} {{ x }} {{ y }}", {"x": 21.5, "y": 1e16}),
     ("lists and dicts", "{{ [1, 'a', none, true, 2.5] }} {{ {'k': 'v', 'n': [1]} }} {{ xs }} {{ d }}",
      {"xs": ["it's", "say \"hi\"", "tab\there"], "d": {"a": None, "b": False}}),
+    # (A tuple literal prints as a list in ftui: minijinja has no tuple literals.)
+    ("tuples from items", "{{ d.items() | list }} {{ d | items | list }} {% for t in d.items() %}{{ t }}{% endfor %}", {"d": {"a": 1}}),
+    ("repr quoting", "{{ xs }}", {"xs": ["a'b\"c", "é\u2028\u00a0", "\x7f\x00", "back\\slash", "😀"]}),
+    ("nested floats", "{{ [1e16, 0.5, -0.0, 100.0] }} {{ {'x': 1e-7} }}", {}),
+    # (`~` formats with minijinja's own str(), which writes 1e16 as 10000000000000000.0.)
+    ("tilde with other types", "{{ 'a' ~ none ~ true ~ 1.5 ~ [1, 'b'] ~ {'k': 2.0} }}", {}),
+    ("truthiness", "{% for v in [[], {}, '', 0, 0.0, none, [0], 'x', 1] %}{{ 1 if v else 0 }}{% endfor %}", {}),
+    ("python modulo and division", "{{ -7 % 3 }} {{ 7 % -3 }} {{ 7.5 // 2 }} {{ 2 ** -1 }} {{ 10 // 3 }} {{ -7 // 2.0 }}", {}),
+    # (Python's `'%s' % x` is not available: minijinja has no string % operator.)
+    ("format method", "{{ '{} and {}'.format(1, 'b') }}", {}),
+    ("round returns float", "{{ 3 | round }} {{ 2.5 | round }} {{ 2.675 | round(2) }} {{ 7 | round(0, 'floor') }}", {}),
+    ("title filter and method", "{{ \"it's a dog-cat\" | title }} {{ \"it's a dog-cat\".title() }}", {}),
+    ("title edge cases", "{{ s | title }}|{{ s.title() }}|{{ s | capitalize }}|{{ s.capitalize() }}", {"s": "hello(wORLD) [x] 1st <b>ǆ ÉTÉ"}),
+    ("sort unique", "{{ [3, 1, 2] | sort(reverse=true) }} {{ ['b', 'a', 'b'] | unique | list }} {{ ys | sort(attribute='n') | map(attribute='n') | list }}",
+     {"ys": [{"n": 2}, {"n": 1}]}),
+    ("length chains", "{{ msgs | map(attribute='content') | map('length') | sum }} {{ msgs | length > 0 }}", {"msgs": CONV}),
+    ("selectattr defined", "{{ msgs | selectattr('tool_calls', 'defined') | list | length }}",
+     {"msgs": [{"role": "user"}, {"role": "assistant", "tool_calls": []}]}),
+    ("tojson of lists from filters", "{{ [3, 1] | sort | tojson }} {{ d | dictsort | tojson }} {{ xs | map('upper') | list | tojson }} "
+     "{{ xs | select | list | tojson }} {{ d.keys() | list | tojson }} {{ msgs[1:] | tojson }} {{ xs | reverse | list | tojson }}",
+     {"d": {"b": 1, "a": 2}, "xs": ["a", "b"], "msgs": CONV}),
+    # (json.dumps refuses a generator, `range` or `dict.items()`; ftui writes them as lists,
+    # because minijinja also makes slices such as `messages[1:]` lazily.)
+    ("tojson int keys", "{{ {1: 'a', 'b': none} | tojson }}", {}),
+    ("none comparisons", "{{ none is none }}{{ none == None }}{{ x is none }}", {"x": None}),
+    ("length of undefined", "{{ missing | length }}", {}),
+    ("undefined plus string fails", "{{ missing + 'x' }}", {}),
+    ("string plus number fails", "{{ 'a' + 1 }}", {}),
+    ("unknown escape kept", "{{ 'a\\d' }}|{{ 'tab\\tx' }}", {}),
+    ("string comparisons", "{{ 'a' < 'b' }}{{ 'B' < 'a' }}{{ [1, 2] < [1, 3] }}", {}),
     ("string filter", "{{ 5 | string }} {{ true | string }} {{ none | string }} {{ [1, 'x'] | string }}", {}),
     ("string concat", "{{ 'a' + 'b' }}{{ 'n=' ~ 3 }}{{ 'x' ~ 'y' ~ 1.5 }}", {}),
     ("string repeat", "{{ '-' * 3 }}{{ 3 * 'ab' }}", {}),
@@ -206,6 +236,11 @@ FEATURES = [
      "{{ b is boolean }}{{ d is mapping }}{{ xs is mapping }}{{ xs is sequence }}{{ s is sequence }}{{ s is iterable }}"
      "{{ d is iterable }}{{ z is none }}{{ s is none }}{{ n is odd }}{{ n is even }}{{ n is divisibleby(3) }}",
      {"s": "str", "n": 3, "f": 1.5, "b": True, "d": {"a": 1}, "xs": [1], "z": None}),
+    ("tests on undefined and none", "{{ missing is iterable }}{{ none is iterable }}{{ d is sequence }}{{ 1 is iterable }}"
+     "{{ missing is string }}{{ missing is number }}{{ true is integer }}{{ missing is mapping }}{{ none is string }}",
+     {"d": {"a": 1}}),
+    ("filters on undefined and none", "[{{ missing | string }}][{{ missing | trim }}][{{ none | trim }}][{{ missing | join(',') }}]"
+     "[{{ missing | list }}][{{ missing | upper }}]", {}),
     ("boolean tests", "{{ b is true }}{{ b is false }}{{ 1 is true }}{{ s is lower }}{{ s is upper }}",
      {"b": True, "s": "abc"}),
     ("comparison tests", "{{ 1 is eq(1) }}{{ 1 is equalto(2) }}{{ 2 is gt(1) }}{{ 'a' is in(['a']) }}{{ 2 is ne(2) }}", {}),

@@ -57,18 +57,28 @@ fn wrong_type_names_key_and_line() {
 #[test]
 fn bad_enum_value_lists_choices() {
     let e = err("[model]\nsource = \"x\"\n[quantization]\nbnb_4bit_quant_type = \"nf8\"\n");
-    assert!(e.starts_with("test.toml:4: [quantization] bnb_4bit_quant_type:"), "{e}");
+    assert!(
+        e.starts_with("test.toml:4: [quantization] bnb_4bit_quant_type:"),
+        "{e}"
+    );
     assert!(e.contains("nf4"), "{e}");
 }
 
 #[test]
 fn value_checks_name_key_and_line() {
     let e = err("[model]\nsource = \"x\"\n[training]\nlearning_rate = -1.0\n");
-    assert!(e.starts_with("test.toml:4: [training] learning_rate:"), "{e}");
+    assert!(
+        e.starts_with("test.toml:4: [training] learning_rate:"),
+        "{e}"
+    );
     let e = err("[model]\nsource = \"x\"\ndevice = \"gpu0\"\n");
     assert!(e.starts_with("test.toml:3: [model] device:"), "{e}");
-    let e = err("[model]\nsource = \"x\"\n[quantization]\nload_in_4bit = true\nload_in_8bit = true\n");
-    assert!(e.starts_with("test.toml:5: [quantization] load_in_8bit:"), "{e}");
+    let e =
+        err("[model]\nsource = \"x\"\n[quantization]\nload_in_4bit = true\nload_in_8bit = true\n");
+    assert!(
+        e.starts_with("test.toml:5: [quantization] load_in_8bit:"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -110,13 +120,28 @@ fn accepted_keys(section: &str) -> Vec<String> {
     let text = format!("[model]\nsource = \"x\"\n[{section}]\nsource = \"x\"\nzz_not_a_key = 1\n");
     let text = text.replacen("[model]\nsource = \"x\"\n[model]\n", "[model]\n", 1);
     let e = err(&text);
-    let list = e.split("expected one of").nth(1).unwrap_or_else(|| panic!("{e}"));
-    list.split('`').skip(1).step_by(2).map(str::to_string).collect()
+    let list = e
+        .split("expected one of")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{e}"));
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
 fn every_accepted_key_has_help_and_every_help_is_a_key() {
-    let sections = ["model", "quantization", "lora", "data", "template", "training", "generation"];
+    let sections = [
+        "model",
+        "quantization",
+        "lora",
+        "data",
+        "template",
+        "training",
+        "generation",
+    ];
     let mut count = 0;
     for s in sections {
         let keys = accepted_keys(s);
@@ -126,7 +151,11 @@ fn every_accepted_key_has_help_and_every_help_is_a_key() {
             count += 1;
         }
         for f in FIELDS.iter().filter(|f| f.section == s) {
-            assert!(keys.iter().any(|k| k == f.key), "help for unknown key [{s}] {}", f.key);
+            assert!(
+                keys.iter().any(|k| k == f.key),
+                "help for unknown key [{s}] {}",
+                f.key
+            );
         }
     }
     assert_eq!(count, FIELDS.len());
@@ -135,7 +164,9 @@ fn every_accepted_key_has_help_and_every_help_is_a_key() {
 #[test]
 fn sample_configs_load() {
     for name in ["ftui.toml", "phi3-yoda.toml"] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data").join(name);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sample-data")
+            .join(name);
         RunConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
     }
 }

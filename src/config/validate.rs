@@ -128,7 +128,12 @@ pub(super) fn check(c: &RunConfig) -> Result<(), Problem> {
         )?;
     }
     if let Some(l) = &c.lora {
-        ensure(l.r > 0, "lora", "r", format!("must be a positive rank, got {}", l.r))?;
+        ensure(
+            l.r > 0,
+            "lora",
+            "r",
+            format!("must be a positive rank, got {}", l.r),
+        )?;
         ensure(
             l.lora_alpha > 0.0,
             "lora",

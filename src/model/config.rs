@@ -76,7 +76,8 @@ impl ArchConfig {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
         Self::from_json(&v).map_err(err)
     }
 
@@ -109,7 +110,9 @@ impl ArchConfig {
             .unwrap_or(hidden_size / num_attention_heads);
         // transformers 5 folds rope settings into `rope_parameters`.
         let rope_params = v.get("rope_parameters").filter(|p| p.is_object());
-        let rope_scaling_v = rope_params.or(v.get("rope_scaling")).filter(|p| p.is_object());
+        let rope_scaling_v = rope_params
+            .or(v.get("rope_scaling"))
+            .filter(|p| p.is_object());
         let rope_theta = rope_params
             .and_then(|p| p.get("rope_theta"))
             .or(v.get("rope_theta"))
@@ -138,8 +141,8 @@ impl ArchConfig {
                     }),
                     other => {
                         return Err(format!(
-                            "rope scaling type `{other}` is not supported (supported: linear, llama3)"
-                        ))
+                        "rope scaling type `{other}` is not supported (supported: linear, llama3)"
+                    ))
                     }
                 }
             }

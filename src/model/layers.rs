@@ -31,7 +31,9 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor) -> TchResult<Tensor> {
         let kind = x.kind();
         let h = x.f_to_kind(Kind::Float)?;
-        let var = h.f_pow_tensor_scalar(2)?.f_mean_dim(-1, true, Kind::Float)?;
+        let var = h
+            .f_pow_tensor_scalar(2)?
+            .f_mean_dim(-1, true, Kind::Float)?;
         let h = h.f_mul(&var.f_add_scalar(self.eps)?.f_rsqrt()?)?;
         self.weight.f_mul(&h.f_to_kind(kind)?)
     }
@@ -65,7 +67,9 @@ impl Rope {
             }) => {
                 let low_wavelen = old / low_freq_factor;
                 let high_wavelen = old / high_freq_factor;
-                let wavelen = inv_freq.f_reciprocal()?.f_mul_scalar(2.0 * std::f64::consts::PI)?;
+                let wavelen = inv_freq
+                    .f_reciprocal()?
+                    .f_mul_scalar(2.0 * std::f64::consts::PI)?;
                 let scaled = inv_freq.f_div_scalar(*factor)?;
                 let llama = scaled.f_where_self(&wavelen.f_gt(low_wavelen)?, &inv_freq)?;
                 let smooth = wavelen
@@ -218,7 +222,10 @@ pub fn attention(
     }
     let rep = heads / kv_heads;
     let (k, v) = if rep > 1 {
-        (k.f_repeat_interleave_self_int(rep, 1, None)?, v.f_repeat_interleave_self_int(rep, 1, None)?)
+        (
+            k.f_repeat_interleave_self_int(rep, 1, None)?,
+            v.f_repeat_interleave_self_int(rep, 1, None)?,
+        )
     } else {
         (k.shallow_clone(), v.shallow_clone())
     };

@@ -38,7 +38,8 @@ impl ModelSource {
             } else {
                 Err(ModelError::file(
                     path,
-                    "is a file but not a .gguf; give a model folder, a .gguf file or a hub repo id".into(),
+                    "is a file but not a .gguf; give a model folder, a .gguf file or a hub repo id"
+                        .into(),
                 ))
             };
         }
@@ -136,7 +137,10 @@ pub fn build(
         device: opts.device,
         file,
     };
-    let embed_tokens = w.tensor("model.embed_tokens.weight", &[config.vocab_size, config.hidden_size])?;
+    let embed_tokens = w.tensor(
+        "model.embed_tokens.weight",
+        &[config.vocab_size, config.hidden_size],
+    )?;
     let layers = (0..config.num_hidden_layers)
         .map(|i| match config.arch {
             Arch::Llama | Arch::Qwen2 => super::llama::layer(&w, i),
@@ -166,7 +170,9 @@ pub fn build(
 
 /// The architecture of a GGUF file from its metadata.
 fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
-    let h = file.llama_hparams().map_err(|e| ModelError::file(path, e.to_string()))?;
+    let h = file
+        .llama_hparams()
+        .map_err(|e| ModelError::file(path, e.to_string()))?;
     let arch = match h.architecture.as_str() {
         "llama" | "mistral" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
@@ -174,7 +180,9 @@ fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
         other => {
             return Err(ModelError::file(
                 path,
-                format!("GGUF architecture `{other}` is not supported (supported: llama, qwen2, phi3)"),
+                format!(
+                    "GGUF architecture `{other}` is not supported (supported: llama, qwen2, phi3)"
+                ),
             ))
         }
     };
@@ -251,7 +259,8 @@ pub fn load_model(
         ModelSource::Gguf(path) => {
             let file = GgufFile::open(path).map_err(|e| ModelError::Other(e.to_string()))?;
             let config = gguf_config(path, &file)?;
-            let tokenizer = TextTokenizer::from_gguf(path, &file).map_err(|e| ModelError::Other(e.to_string()))?;
+            let tokenizer = TextTokenizer::from_gguf(path, &file)
+                .map_err(|e| ModelError::Other(e.to_string()))?;
             let src = WeightSource::gguf(path, file);
             let model = build(config, &src, path, opts)?;
             Ok(LoadedModel {
@@ -264,7 +273,13 @@ pub fn load_model(
         ModelSource::Dir(dir) => load_dir(dir, dir.display().to_string(), opts),
         ModelSource::Hub(repo) => {
             let settings = HubSettings::from_env();
-            let paths = crate::hub::fetch(&settings, repo, hf_hub::RepoType::Model, &choose_model_files, progress)?;
+            let paths = crate::hub::fetch(
+                &settings,
+                repo,
+                hf_hub::RepoType::Model,
+                &choose_model_files,
+                progress,
+            )?;
             let dir = paths
                 .first()
                 .and_then(|p| p.parent())
@@ -316,11 +331,11 @@ pub fn load_tokenizer(
                 .collect();
                 Ok(files)
             };
-            let paths = crate::hub::fetch(&settings, repo, hf_hub::RepoType::Model, &choose, progress)?;
-            let dir = paths
-                .first()
-                .and_then(|p| p.parent())
-                .ok_or_else(|| ModelError::Other(format!("{}: the repo has no tokenizer files", repo.id)))?;
+            let paths =
+                crate::hub::fetch(&settings, repo, hf_hub::RepoType::Model, &choose, progress)?;
+            let dir = paths.first().and_then(|p| p.parent()).ok_or_else(|| {
+                ModelError::Other(format!("{}: the repo has no tokenizer files", repo.id))
+            })?;
             TextTokenizer::from_dir(dir).map_err(as_model_error)
         }
     }

@@ -117,10 +117,18 @@ impl DecoderLayer {
         eager: bool,
     ) -> TchResult<Tensor> {
         let (b, t) = (x.size()[0], x.size()[1]);
-        let (h, kvh, d) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
+        let (h, kvh, d) = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
         let normed = self.input_layernorm.forward(x)?;
         let (q, k, v) = match &self.qkv {
-            QkvProj::Separate { q, k, v } => (q.forward(&normed)?, k.forward(&normed)?, v.forward(&normed)?),
+            QkvProj::Separate { q, k, v } => (
+                q.forward(&normed)?,
+                k.forward(&normed)?,
+                v.forward(&normed)?,
+            ),
             QkvProj::Fused { qkv } => {
                 let all = qkv.forward(&normed)?;
                 (
@@ -189,7 +197,14 @@ impl CausalLm {
         let mut x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let c = cache.as_deref_mut().map(|c| (c, i));
-            x = layer.forward(&x, &self.config, (&self.rope, &cos, &sin), &mask, c, self.eager_attention)?;
+            x = layer.forward(
+                &x,
+                &self.config,
+                (&self.rope, &cos, &sin),
+                &mask,
+                c,
+                self.eager_attention,
+            )?;
         }
         if let Some(c) = cache {
             c.advance(t);

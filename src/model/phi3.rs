@@ -12,13 +12,29 @@ pub fn layer(w: &LayerLoader, i: i64) -> Result<DecoderLayer, ModelError> {
     Ok(DecoderLayer {
         input_layernorm: w.norm(&format!("{p}.input_layernorm"))?,
         qkv: QkvProj::Fused {
-            qkv: w.linear(&format!("{p}.self_attn.qkv_proj"), [(h + 2 * kvh) * d, c.hidden_size], false)?,
+            qkv: w.linear(
+                &format!("{p}.self_attn.qkv_proj"),
+                [(h + 2 * kvh) * d, c.hidden_size],
+                false,
+            )?,
         },
-        o_proj: w.linear(&format!("{p}.self_attn.o_proj"), [c.hidden_size, h * d], false)?,
+        o_proj: w.linear(
+            &format!("{p}.self_attn.o_proj"),
+            [c.hidden_size, h * d],
+            false,
+        )?,
         post_attention_layernorm: w.norm(&format!("{p}.post_attention_layernorm"))?,
         gate_up: GateUpProj::Fused {
-            gate_up: w.linear(&format!("{p}.mlp.gate_up_proj"), [2 * c.intermediate_size, c.hidden_size], false)?,
+            gate_up: w.linear(
+                &format!("{p}.mlp.gate_up_proj"),
+                [2 * c.intermediate_size, c.hidden_size],
+                false,
+            )?,
         },
-        down_proj: w.linear(&format!("{p}.mlp.down_proj"), [c.hidden_size, c.intermediate_size], false)?,
+        down_proj: w.linear(
+            &format!("{p}.mlp.down_proj"),
+            [c.hidden_size, c.intermediate_size],
+            false,
+        )?,
     })
 }

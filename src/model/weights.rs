@@ -42,7 +42,8 @@ fn st_kind(dtype: safetensors::Dtype) -> Option<Kind> {
 }
 
 fn map_file(path: &Path) -> Result<Mmap, ModelError> {
-    let f = std::fs::File::open(path).map_err(|e| ModelError::file(path, format!("cannot open: {e}")))?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| ModelError::file(path, format!("cannot open: {e}")))?;
     // SAFETY: the file is opened read-only and mapped privately; a concurrent
     // writer could change bytes under us, which is the usual mmap caveat of every
     // safetensors reader (transformers included).
@@ -63,7 +64,10 @@ impl WeightSource {
                 .get("weight_map")
                 .and_then(|m| m.as_object())
                 .ok_or_else(|| ModelError::file(&index_path, "has no weight_map".into()))?;
-            let mut shards: Vec<String> = map.values().filter_map(|s| s.as_str().map(String::from)).collect();
+            let mut shards: Vec<String> = map
+                .values()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect();
             shards.sort();
             shards.dedup();
             shards.into_iter().map(|s| dir.join(s)).collect()
@@ -96,8 +100,9 @@ impl WeightSource {
         let mut index = HashMap::new();
         for (i, path) in files.iter().enumerate() {
             let map = map_file(path)?;
-            let st = safetensors::SafeTensors::deserialize(&map)
-                .map_err(|e| ModelError::file(path, format!("not a valid safetensors file: {e}")))?;
+            let st = safetensors::SafeTensors::deserialize(&map).map_err(|e| {
+                ModelError::file(path, format!("not a valid safetensors file: {e}"))
+            })?;
             for name in st.names() {
                 index.insert(name.to_string(), i);
             }
@@ -109,7 +114,6 @@ impl WeightSource {
     pub fn gguf(path: &Path, file: GgufFile) -> Self {
         let names = file
             .tensor_names()
-            .into_iter()
             .filter_map(|g| super::gguf::hf_tensor_name(g).map(|h| (h, g.to_string())))
             .collect();
         WeightSource::Gguf {
@@ -159,16 +163,15 @@ impl WeightSource {
                     .map_err(|e| ModelError::file(path, e.to_string()))?;
                 let view = st.tensor(name).map_err(|_| missing())?;
                 let src_kind = st_kind(view.dtype()).ok_or_else(|| {
-                    ModelError::file(path, format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()))
+                    ModelError::file(
+                        path,
+                        format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()),
+                    )
                 })?;
                 let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
                 Tensor::f_from_data_size(view.data(), &shape, src_kind)?
             }
-            WeightSource::Gguf {
-                file,
-                path,
-                names,
-            } => {
+            WeightSource::Gguf { file, path, names } => {
                 let gname = names.get(name).ok_or_else(missing)?;
                 // dequantize_hf undoes llama.cpp's q/k permutation where it applies.
                 let (data, shape) = file

@@ -11,7 +11,8 @@ pub fn resolve_source(spec: &str) -> Result<String, String> {
     }
     let path = Path::new(spec);
     if path.is_file() {
-        return std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read the chat template: {e}", path.display()));
+        return std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the chat template: {e}", path.display()));
     }
     if spec.contains("{{") || spec.contains("{%") {
         return Ok(spec.to_string());

@@ -95,7 +95,8 @@ impl App {
         if key.kind != KeyEventKind::Press {
             return;
         }
-        let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+        let ctrl_c =
+            key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
         if self.confirm_quit {
             match key.code {
                 KeyCode::Char('y') | KeyCode::Char('q') => self.quit = true,
@@ -160,7 +161,14 @@ impl App {
             Event::ModelLoaded(info) => {
                 self.engine_state = "ready".into();
                 self.progress = None;
-                self.status = Some((format!("loaded {} ({} parameters)", info.name, human(info.parameters as f64, "")), false));
+                self.status = Some((
+                    format!(
+                        "loaded {} ({} parameters)",
+                        info.name,
+                        human(info.parameters as f64, "")
+                    ),
+                    false,
+                ));
                 if info.pad_equals_eos {
                     self.status = Some((
                         "warning: PAD equals EOS — set [template] pad_token = \"unk\" or EOS will be masked in training".into(),
@@ -208,12 +216,19 @@ impl App {
         f.render_widget(
             Tabs::new(titles)
                 .select(selected)
-                .highlight_style(Style::default().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD))
+                .highlight_style(
+                    Style::default()
+                        .fg(Color::Black)
+                        .bg(Color::Cyan)
+                        .add_modifier(Modifier::BOLD),
+                )
                 .divider("│"),
             tabs,
         );
         match self.pane {
-            Pane::Config => self.config_pane.draw(f, body, &self.config, &self.config_path),
+            Pane::Config => self
+                .config_pane
+                .draw(f, body, &self.config, &self.config_path),
             Pane::Chat => self.chat.draw(f, body),
         }
         f.render_widget(Paragraph::new(self.status_line()), status);
@@ -223,7 +238,10 @@ impl App {
             .chain([("?", "help"), ("q", "quit")].iter())
             .flat_map(|(k, d)| {
                 [
-                    Span::styled(format!(" {k} "), Style::default().fg(Color::Black).bg(Color::Gray)),
+                    Span::styled(
+                        format!(" {k} "),
+                        Style::default().fg(Color::Black).bg(Color::Gray),
+                    ),
                     Span::raw(format!(" {d} ")),
                 ]
             })
@@ -248,16 +266,31 @@ impl App {
         let mut spans = Vec::new();
         match &self.model {
             Some(m) => spans.push(Span::styled(
-                format!(" {} · {} · {} · {} ", short(&m.name), m.arch, m.device, m.dtype),
+                format!(
+                    " {} · {} · {} · {} ",
+                    short(&m.name),
+                    m.arch,
+                    m.device,
+                    m.dtype
+                ),
                 Style::default().fg(Color::Black).bg(Color::Green),
             )),
-            None => spans.push(Span::styled(" no model ", Style::default().fg(Color::Black).bg(Color::Yellow))),
+            None => spans.push(Span::styled(
+                " no model ",
+                Style::default().fg(Color::Black).bg(Color::Yellow),
+            )),
         }
         spans.push(Span::raw(" adapter: none "));
-        spans.push(Span::styled(format!("[{}] ", self.engine_state), Style::default().fg(Color::Cyan)));
+        spans.push(Span::styled(
+            format!("[{}] ", self.engine_state),
+            Style::default().fg(Color::Cyan),
+        ));
         if let Some((task, done, total)) = &self.progress {
             if *total > 0 {
-                spans.push(Span::raw(format!("{task} {:.0}% ", 100.0 * *done as f64 / *total as f64)));
+                spans.push(Span::raw(format!(
+                    "{task} {:.0}% ",
+                    100.0 * *done as f64 / *total as f64
+                )));
             }
         }
         if let Some((text, is_error)) = &self.status {
@@ -273,12 +306,18 @@ impl App {
 
     fn draw_help(&self, f: &mut Frame) {
         let area = centered(f.area(), 70, 20);
-        let mut lines = vec![Line::styled("Everywhere", Style::default().add_modifier(Modifier::BOLD))];
+        let mut lines = vec![Line::styled(
+            "Everywhere",
+            Style::default().add_modifier(Modifier::BOLD),
+        )];
         for (k, d) in GLOBAL_KEYS {
             lines.push(Line::from(format!("  {k:<16} {d}")));
         }
         for p in Pane::ALL {
-            lines.push(Line::styled(p.title(), Style::default().add_modifier(Modifier::BOLD)));
+            lines.push(Line::styled(
+                p.title(),
+                Style::default().add_modifier(Modifier::BOLD),
+            ));
             let b = match p {
                 Pane::Config => ConfigPane::BINDINGS,
                 Pane::Chat => ChatPane::BINDINGS,
@@ -324,5 +363,10 @@ pub fn human(x: f64, unit: &str) -> String {
 pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
     let h = height.min(area.height);
-    Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
 }

@@ -108,7 +108,11 @@ impl ChatPane {
         if let Some(s) = &self.system_prompt {
             messages.push(serde_json::json!({"role": "system", "content": s}));
         }
-        messages.extend(self.turns.iter().map(|t| serde_json::json!({"role": t.role, "content": t.content})));
+        messages.extend(
+            self.turns
+                .iter()
+                .map(|t| serde_json::json!({"role": t.role, "content": t.content})),
+        );
         self.turns.push(Turn {
             role: "assistant".into(),
             content: String::new(),
@@ -154,34 +158,64 @@ impl ChatPane {
     }
 
     pub fn draw(&self, f: &mut Frame, area: Rect) {
-        let [history, input] = Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(area);
+        let [history, input] =
+            Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(area);
         let mut lines: Vec<Line> = Vec::new();
         if self.show_prompt {
-            lines.push(Line::styled("Prompt text sent to the model:", Style::default().fg(Color::Cyan)));
-            for l in self.last_prompt.as_deref().unwrap_or("(nothing sent yet)").lines() {
-                lines.push(Line::styled(l.to_string(), Style::default().fg(Color::DarkGray)));
+            lines.push(Line::styled(
+                "Prompt text sent to the model:",
+                Style::default().fg(Color::Cyan),
+            ));
+            for l in self
+                .last_prompt
+                .as_deref()
+                .unwrap_or("(nothing sent yet)")
+                .lines()
+            {
+                lines.push(Line::styled(
+                    l.to_string(),
+                    Style::default().fg(Color::DarkGray),
+                ));
             }
         } else {
             if let Some(s) = &self.system_prompt {
-                lines.push(Line::styled(format!("system: {s}"), Style::default().fg(Color::DarkGray)));
+                lines.push(Line::styled(
+                    format!("system: {s}"),
+                    Style::default().fg(Color::DarkGray),
+                ));
             }
             for t in &self.turns {
                 let style = if t.role == "user" {
-                    Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+                    Style::default()
+                        .fg(Color::Yellow)
+                        .add_modifier(Modifier::BOLD)
                 } else {
-                    Style::default().fg(Color::Green).add_modifier(Modifier::BOLD)
+                    Style::default()
+                        .fg(Color::Green)
+                        .add_modifier(Modifier::BOLD)
                 };
                 let mut first = true;
                 for l in t.content.split('\n') {
-                    let prefix = if first { format!("{:>9}: ", t.role) } else { " ".repeat(11) };
+                    let prefix = if first {
+                        format!("{:>9}: ", t.role)
+                    } else {
+                        " ".repeat(11)
+                    };
                     first = false;
-                    lines.push(Line::from(vec![Span::styled(prefix, style), Span::raw(l.to_string())]));
+                    lines.push(Line::from(vec![
+                        Span::styled(prefix, style),
+                        Span::raw(l.to_string()),
+                    ]));
                 }
             }
         }
         let title = match (&self.pending, &self.stats) {
             (Some(_), _) => " Chat — generating (Esc stops) ".to_string(),
-            (None, Some(s)) => format!(" Chat — last answer {} tokens at {:.1} tokens/s ", s.new_tokens, s.tokens_per_second()),
+            (None, Some(s)) => format!(
+                " Chat — last answer {} tokens at {:.1} tokens/s ",
+                s.new_tokens,
+                s.tokens_per_second()
+            ),
             _ => " Chat ".to_string(),
         };
         f.render_widget(
@@ -202,7 +236,12 @@ impl ChatPane {
             "press i to type a message".into()
         };
         f.render_widget(
-            Paragraph::new(shown).block(Block::default().borders(Borders::ALL).title(" Message ").border_style(style)),
+            Paragraph::new(shown).block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(" Message ")
+                    .border_style(style),
+            ),
             input,
         );
     }

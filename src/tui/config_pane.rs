@@ -55,8 +55,10 @@ impl ConfigPane {
     }
 
     pub fn draw(&self, f: &mut Frame, area: Rect, config: &RunConfig, path: &Path) {
-        let [list, help] = Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
-        let current = toml::Value::try_from(config).unwrap_or(toml::Value::Table(Default::default()));
+        let [list, help] =
+            Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
+        let current =
+            toml::Value::try_from(config).unwrap_or(toml::Value::Table(Default::default()));
         let defaults = defaults();
         let height = list.height.saturating_sub(2) as usize;
         let first = self.selected.saturating_sub(height.saturating_sub(1) / 2);
@@ -65,12 +67,23 @@ impl ConfigPane {
         for (i, field) in FIELDS.iter().enumerate() {
             if field.section != last_section {
                 last_section = field.section;
-                lines.push((i, Line::styled(format!("[{}]", field.section), Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD))));
+                lines.push((
+                    i,
+                    Line::styled(
+                        format!("[{}]", field.section),
+                        Style::default()
+                            .fg(Color::Cyan)
+                            .add_modifier(Modifier::BOLD),
+                    ),
+                ));
             }
             let value = value_of(&current, field.section, field.key);
             let default = value_of(&defaults, field.section, field.key);
             let changed = value.is_some() && value != default;
-            let shown = value.clone().or(default.map(|d| format!("{d} (default)"))).unwrap_or_else(|| "—".into());
+            let shown = value
+                .clone()
+                .or(default.map(|d| format!("{d} (default)")))
+                .unwrap_or_else(|| "—".into());
             let mut style = Style::default();
             if changed {
                 style = style.fg(Color::Yellow);
@@ -87,7 +100,11 @@ impl ConfigPane {
                 ]),
             ));
         }
-        let start = lines.iter().position(|(i, _)| *i >= first).unwrap_or(0).saturating_sub(1);
+        let start = lines
+            .iter()
+            .position(|(i, _)| *i >= first)
+            .unwrap_or(0)
+            .saturating_sub(1);
         let visible: Vec<Line> = lines.into_iter().skip(start).map(|(_, l)| l).collect();
         f.render_widget(
             Paragraph::new(visible).block(
@@ -99,9 +116,11 @@ impl ConfigPane {
         );
         let field = &FIELDS[self.selected];
         f.render_widget(
-            Paragraph::new(field.help)
-                .wrap(Wrap { trim: true })
-                .block(Block::default().borders(Borders::ALL).title(format!(" [{}] {} ", field.section, field.key))),
+            Paragraph::new(field.help).wrap(Wrap { trim: true }).block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title(format!(" [{}] {} ", field.section, field.key)),
+            ),
             help,
         );
     }

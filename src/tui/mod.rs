@@ -27,14 +27,11 @@ pub fn run(config: RunConfig, config_path: PathBuf) -> std::io::Result<()> {
     let (input_tx, input_rx) = unbounded();
     std::thread::Builder::new()
         .name("ftui-input".into())
-        .spawn(move || loop {
-            match event::read() {
-                Ok(e) => {
-                    if input_tx.send(e).is_err() {
-                        break;
-                    }
+        .spawn(move || {
+            while let Ok(e) = event::read() {
+                if input_tx.send(e).is_err() {
+                    break;
                 }
-                Err(_) => break,
             }
         })?;
     let ticker = tick(Duration::from_millis(100));
