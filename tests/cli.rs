@@ -236,3 +236,107 @@ fn score_json_shape_on_fixture() {
     let mean = -lps.iter().map(|x| x.as_f64().expect("f64")).sum::<f64>() / lps.len() as f64;
     assert!((mean - v["mean_nll"].as_f64().expect("nll")).abs() < 1e-4);
 }
+
+fn write_messages(dir: &Path, messages: serde_json::Value) -> PathBuf {
+    let p = dir.join("messages.json");
+    std::fs::write(&p, messages.to_string()).expect("write");
+    p
+}
+
+fn golden_gguf() -> serde_json::Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smollm2_gguf.json");
+    serde_json::from_str(&std::fs::read_to_string(p).expect("fixture")).expect("json")
+}
+
+#[test]
+fn generate_messages_on_the_default_model_answers_paris() {
+    let home = tempfile::tempdir().expect("tmp");
+    let g = golden_gguf();
+    let msgs = write_messages(home.path(), g["chat"]["messages"].clone());
+    let o = ftui(
+        &[
+            "generate",
+            "--model",
+            "default",
+            "--device",
+            "cpu",
+            "--messages",
+            msgs.to_str().expect("utf8"),
+            "--max-new-tokens",
+            "24",
+            "--json",
+        ],
+        home.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    assert!(v["text"].as_str().expect("text").contains("Paris"), "{v}");
+    assert_eq!(
+        v["token_ids"], g["greedy"]["token_ids"],
+        "greedy tokens differ from transformers"
+    );
+    assert!(v["tokens_per_second"].as_f64().expect("speed") > 0.0);
+}
+
+#[test]
+fn template_json_matches_transformers_rendering() {
+    let home = tempfile::tempdir().expect("tmp");
+    let g = golden_gguf();
+    let msgs = write_messages(home.path(), g["chat"]["messages"].clone());
+    let o = ftui(
+        &[
+            "template",
+            "--model",
+            "default",
+            "--messages",
+            msgs.to_str().expect("utf8"),
+            "--add-generation-prompt",
+            "--json",
+        ],
+        home.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["text"], g["chat"]["text"]);
+    assert_eq!(v["input_ids"], g["chat"]["input_ids"]);
+    assert!(v["assistant_spans"].as_array().expect("spans").is_empty());
+}
+
+#[test]
+fn template_builtin_and_bad_messages() {
+    let home = tempfile::tempdir().expect("tmp");
+    let msgs = write_messages(
+        home.path(),
+        serde_json::json!([{"role": "user", "content": "hi"}]),
+    );
+    let o = ftui(
+        &[
+            "template",
+            "--model",
+            "default",
+            "--chat-template",
+            "chatml",
+            "--messages",
+            msgs.to_str().expect("utf8"),
+            "--json",
+        ],
+        home.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["text"], "<|im_start|>user\nhi<|im_end|>\n");
+    let bad = home.path().join("bad.json");
+    std::fs::write(&bad, "{\"role\": \"user\"}").expect("write");
+    let o = ftui(
+        &[
+            "template",
+            "--model",
+            "default",
+            "--messages",
+            bad.to_str().expect("utf8"),
+        ],
+        home.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
+}
