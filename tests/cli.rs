@@ -340,3 +340,17 @@ fn template_builtin_and_bad_messages() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
 }
+
+#[test]
+fn launcher_explains_a_missing_engine_instead_of_a_loader_error() {
+    let home = tempfile::tempdir().expect("tmp");
+    let lonely = home.path().join("ftui");
+    std::fs::copy(env!("CARGO_BIN_EXE_ftui"), &lonely).expect("copy launcher");
+    let o = Command::new(&lonely).arg("doctor").output().expect("runs");
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("ftui-engine is missing") && e.contains("make build"),
+        "{e}"
+    );
+}

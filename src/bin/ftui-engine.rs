@@ -1,3 +1,5 @@
+//! The real ftui program, started by the `ftui` launcher once libtorch is known to be there.
+
 use clap::Parser;
 use ftui::cli::{self, Cli, Failure};
 
