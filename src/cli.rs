@@ -32,6 +32,21 @@ pub enum Cmd {
     },
     /// Render a conversation with a model's chat template and tokenize it.
     Template(TemplateArgs),
+    /// Show the collated training batches: token ids, labels, masks, positions.
+    Inspect {
+        /// Run configuration (its [model], [data], [template] and [training]).
+        #[arg(long = "config", id = "inspect_config")]
+        config: Option<PathBuf>,
+        /// How many batches to show.
+        #[arg(long, default_value_t = 1)]
+        batches: usize,
+        /// Stop with an error when an example is truncated or has no trained token.
+        #[arg(long)]
+        strict: bool,
+        /// One JSON object per batch, one per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate text from a prompt or a conversation.
     Generate(GenerateArgs),
     /// Per-token log-probabilities of a text under the model.
@@ -262,6 +277,17 @@ pub fn run(cmd: Cmd) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::Template(a) => template(a),
+        Cmd::Inspect {
+            config,
+            batches,
+            strict,
+            json,
+        } => inspect(
+            &config.unwrap_or_else(|| PathBuf::from("sample-data/ftui.toml")),
+            batches,
+            strict,
+            json,
+        ),
         Cmd::Generate(a) => generate(a),
         Cmd::Score(a) => {
             let prompt = match (&a.text, &a.messages) {
@@ -440,6 +466,41 @@ fn bench_generate(
             stats.new_tokens,
             stats.tokens_per_second()
         );
+    }
+    Ok(())
+}
+
+fn inspect(config: &Path, batches: usize, strict: bool, json: bool) -> Result<(), Failure> {
+    let c = load_config(config)?;
+    let data_cfg = c.data.as_ref().ok_or_else(|| {
+        format!(
+            "{}: no [data] section: nothing to inspect",
+            config.display()
+        )
+    })?;
+    let source = crate::model::load::ModelSource::parse(&c.model.source)?;
+    let tok = crate::model::load::load_tokenizer(&source, &mut |_, _, _| {})?;
+    let dataset = crate::data::load_dataset(data_cfg, &mut |_, _, _| {})?;
+    let p = crate::collate::Preparer::new(&c, &tok)?;
+    let (rows, report) = p.prepare(&dataset.train)?;
+    if strict && (report.truncated > 0 || report.dropped_no_labels > 0) {
+        return Err(format!(
+            "--strict: {} examples truncated and {} with no trained token (raise [training] max_length)",
+            report.truncated, report.dropped_no_labels
+        )
+        .into());
+    }
+    let batch_size = p.opts.batch_size.max(1);
+    for chunk in rows.chunks(batch_size).take(batches) {
+        let b = p.collate(chunk);
+        if json {
+            println!("{}", serde_json::to_string(&b)?);
+        } else {
+            crate::collate::view::print_batch(&b, &tok, p.pad_id);
+        }
+    }
+    if !json {
+        crate::collate::view::print_report(&report, &dataset);
     }
     Ok(())
 }

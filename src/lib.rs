@@ -3,7 +3,9 @@
 //! CLI ([`cli`]) and the workbench ([`tui`]), drive the same [`engine`].
 
 pub mod cli;
+pub mod collate;
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod doctor;
 pub mod engine;

@@ -214,3 +214,16 @@ fn stop_strings_and_cancel_end_generation() {
     assert_eq!(cancelled[0].finish, FinishReason::Cancelled);
     assert!(cancelled[0].token_ids.len() <= 3);
 }
+
+#[test]
+fn footprint_and_parameters_match_transformers() {
+    // transformers on the same GGUF in float32: get_memory_footprint() and
+    // num_parameters() (tied lm_head counted once).
+    let g = golden();
+    let m = smollm2();
+    assert_eq!(Some(m.model.num_parameters()), g["num_parameters"].as_i64());
+    assert_eq!(
+        Some(m.model.memory_footprint()),
+        g["memory_footprint"].as_i64()
+    );
+}

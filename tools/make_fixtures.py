@@ -293,6 +293,8 @@ def make_smollm2_fixture():
                      for s in TOKENIZE_STRINGS],
         "special": special,
         "vocab_size": len(tok),
+        "num_parameters": model.num_parameters(),
+        "memory_footprint": model.get_memory_footprint(),
         "logits_first_row": {"position_0": logits[0, :16].tolist(),
                              "last_position": logits[-1, :16].tolist()},
     }

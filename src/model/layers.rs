@@ -128,8 +128,10 @@ impl Rope {
         }
     }
 
+    /// Bytes of the rotary buffers as transformers counts them: `inv_freq` and
+    /// its copy `original_inv_freq`, both float32 buffers of the module.
     pub fn buffer_bytes(&self) -> i64 {
-        self.inv_freq.numel() as i64 * 4
+        2 * self.inv_freq.numel() as i64 * 4
     }
 }
 
