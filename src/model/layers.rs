@@ -7,16 +7,36 @@ use tch::{Device, Kind, Tensor};
 
 pub type TchResult<T> = Result<T, tch::TchError>;
 
-/// A linear layer `y = x W^T + b` over a frozen weight.
+/// A linear layer `y = x W^T + b` over a frozen weight, with any number of
+/// named LoRA adapters of which at most one is active.
 #[derive(Debug)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    pub adapters: Vec<crate::lora::LoraAdapter>,
+    /// Index into `adapters` of the adapter in use.
+    pub active: Option<usize>,
+    /// Training mode: adapter dropout on.
+    pub training: bool,
 }
 
 impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Linear {
+            weight,
+            bias,
+            adapters: Vec::new(),
+            active: None,
+            training: false,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor) -> TchResult<Tensor> {
-        x.f_linear(&self.weight, self.bias.as_ref())
+        let y = x.f_linear(&self.weight, self.bias.as_ref())?;
+        match self.active.and_then(|i| self.adapters.get(i)) {
+            Some(a) if !a.merged => y.f_add(&a.delta(x, self.training)?),
+            _ => Ok(y),
+        }
     }
 }
 

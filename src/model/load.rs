@@ -110,7 +110,7 @@ impl LayerLoader<'_> {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear::new(weight, bias))
     }
 
     pub fn norm(&self, prefix: &str) -> Result<RmsNorm, ModelError> {
@@ -165,6 +165,8 @@ pub fn build(
         device: opts.device,
         kind,
         eager_attention: opts.attn == AttnImplementation::Eager,
+        saved_modules: Vec::new(),
+        active_adapter: None,
     })
 }
 

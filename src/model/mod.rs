@@ -104,6 +104,20 @@ pub struct CausalLm {
     pub device: Device,
     pub kind: Kind,
     pub eager_attention: bool,
+    /// Full trainable copies of whole modules (peft's `modules_to_save`, e.g.
+    /// `lm_head`, `model.embed_tokens`), per adapter.
+    pub saved_modules: Vec<SavedModule>,
+    /// The adapter in use, if any.
+    pub active_adapter: Option<String>,
+}
+
+/// A module an adapter replaces as a whole while it is active.
+#[derive(Debug)]
+pub struct SavedModule {
+    pub adapter: String,
+    /// `lm_head` or `model.embed_tokens`.
+    pub module: String,
+    pub weight: Tensor,
 }
 
 impl DecoderLayer {
@@ -194,7 +208,8 @@ impl CausalLm {
         };
         let mask = AttnMask::build(attention_mask, position_ids, t, past, self.device)?;
         let (cos, sin) = self.rope.cos_sin(pos, self.kind)?;
-        let mut x = Tensor::f_embedding(&self.embed_tokens, input_ids, -1, false, false)?;
+        let embed = self.saved_module("model.embed_tokens").unwrap_or(&self.embed_tokens);
+        let mut x = Tensor::f_embedding(embed, input_ids, -1, false, false)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let c = cache.as_deref_mut().map(|c| (c, i));
             x = layer.forward(
@@ -214,6 +229,9 @@ impl CausalLm {
 
     /// Logits `[B, T, vocab]` from hidden states.
     pub fn logits(&self, hidden: &Tensor) -> TchResult<Tensor> {
+        if let Some(w) = self.saved_module("lm_head") {
+            return hidden.f_linear(w, None::<Tensor>);
+        }
         match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => hidden.f_linear(&self.embed_tokens, None::<Tensor>),
@@ -230,6 +248,46 @@ impl CausalLm {
     ) -> TchResult<Tensor> {
         let h = self.hidden_states(input_ids, attention_mask, position_ids, cache)?;
         self.logits(&h)
+    }
+
+    /// The active adapter's copy of `module`, if it saves one.
+    fn saved_module(&self, module: &str) -> Option<&Tensor> {
+        let active = self.active_adapter.as_deref()?;
+        self.saved_modules
+            .iter()
+            .find(|m| m.adapter == active && m.module == module)
+            .map(|m| &m.weight)
+    }
+
+    /// Every linear layer with its transformers module name
+    /// (`model.layers.0.self_attn.q_proj`, ..., `lm_head` when untied).
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut v: Vec<(String, &mut Linear)> = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let attn = format!("model.layers.{i}.self_attn");
+            let mlp = format!("model.layers.{i}.mlp");
+            match &mut layer.qkv {
+                QkvProj::Separate { q, k, v: vv } => {
+                    v.push((format!("{attn}.q_proj"), q));
+                    v.push((format!("{attn}.k_proj"), k));
+                    v.push((format!("{attn}.v_proj"), vv));
+                }
+                QkvProj::Fused { qkv } => v.push((format!("{attn}.qkv_proj"), qkv)),
+            }
+            v.push((format!("{attn}.o_proj"), &mut layer.o_proj));
+            match &mut layer.gate_up {
+                GateUpProj::Separate { gate, up } => {
+                    v.push((format!("{mlp}.gate_proj"), gate));
+                    v.push((format!("{mlp}.up_proj"), up));
+                }
+                GateUpProj::Fused { gate_up } => v.push((format!("{mlp}.gate_up_proj"), gate_up)),
+            }
+            v.push((format!("{mlp}.down_proj"), &mut layer.down_proj));
+        }
+        if let Some(h) = &mut self.lm_head {
+            v.push(("lm_head".into(), h));
+        }
+        v
     }
 
     /// An empty cache for this model.
