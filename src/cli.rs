@@ -70,6 +70,9 @@ pub struct ModelArgs {
     /// sdpa or eager attention.
     #[arg(long, default_value = "sdpa", value_parser = parse_attn)]
     pub attn: AttnImplementation,
+    /// A LoRA adapter folder (peft or ftui format) to apply.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
@@ -223,6 +226,15 @@ fn engine_with_model(m: &ModelArgs, quiet: bool) -> Result<Engine, Failure> {
     wait(&engine, quiet, |e| {
         matches!(e, Event::ModelLoaded(_)).then_some(())
     })?;
+    if let Some(dir) = &m.adapter {
+        engine.send(Command::LoadAdapter {
+            dir: dir.clone(),
+            name: "adapter".into(),
+        });
+        wait(&engine, quiet, |e| {
+            matches!(e, Event::ModelLoaded(_)).then_some(())
+        })?;
+    }
     Ok(engine)
 }
 

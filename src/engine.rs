@@ -40,6 +40,13 @@ pub enum Command {
     Score {
         prompt: Prompt,
     },
+    /// Loads a peft/ftui adapter folder under `name` and activates it.
+    LoadAdapter {
+        dir: std::path::PathBuf,
+        name: String,
+    },
+    /// Activates a loaded adapter, or none (the base model).
+    SetAdapter(Option<String>),
     Shutdown,
 }
 
@@ -59,6 +66,8 @@ pub struct ModelInfo {
     pub eos: Option<String>,
     pub pad: Option<String>,
     pub pad_equals_eos: bool,
+    pub adapters: Vec<String>,
+    pub active_adapter: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -169,6 +178,8 @@ fn task_name(c: &Command) -> &'static str {
         Command::LoadModel { .. } => "load model",
         Command::Generate { .. } => "generate",
         Command::Score { .. } => "score",
+        Command::LoadAdapter { .. } => "load adapter",
+        Command::SetAdapter(_) => "switch adapter",
         Command::Shutdown => "shutdown",
     }
 }
@@ -245,8 +256,9 @@ impl Worker {
                     device,
                     attn,
                 };
-                let loaded = load_model(&src, &opts, &mut progress).map_err(|e| e.to_string())?;
-                let info = model_info(&loaded);
+                let mut loaded =
+                    load_model(&src, &opts, &mut progress).map_err(|e| e.to_string())?;
+                let info = model_info(&mut loaded);
                 self.model = Some(loaded);
                 self.send(Event::ModelLoaded(info));
                 Ok(())
@@ -297,6 +309,21 @@ impl Worker {
                 self.send(Event::Scored(s));
                 Ok(())
             }
+            Command::LoadAdapter { dir, name } => {
+                let m = self.model.as_mut().ok_or("no model is loaded")?;
+                crate::lora::load_adapter(&mut m.model, &dir, &name).map_err(|e| e.to_string())?;
+                let info = model_info(m);
+                self.send(Event::ModelLoaded(info));
+                Ok(())
+            }
+            Command::SetAdapter(name) => {
+                let m = self.model.as_mut().ok_or("no model is loaded")?;
+                crate::lora::set_active(&mut m.model, name.as_deref())
+                    .map_err(|e| e.to_string())?;
+                let info = model_info(m);
+                self.send(Event::ModelLoaded(info));
+                Ok(())
+            }
             Command::Shutdown => Ok(()),
         }
     }
@@ -335,7 +362,8 @@ pub fn render_chat(
         .map_err(|e| e.to_string())
 }
 
-pub fn model_info(m: &LoadedModel) -> ModelInfo {
+pub fn model_info(m: &mut LoadedModel) -> ModelInfo {
+    let adapters = crate::lora::adapter_names(&mut m.model);
     let s = &m.tokenizer.specials;
     let text = |t: &Option<crate::tokenizer::SpecialToken>| t.as_ref().map(|t| t.text.clone());
     ModelInfo {
@@ -353,5 +381,7 @@ pub fn model_info(m: &LoadedModel) -> ModelInfo {
         pad: text(&s.pad),
         pad_equals_eos: s.pad.is_some()
             && s.pad.as_ref().map(|p| p.id) == s.eos.as_ref().map(|e| e.id),
+        adapters,
+        active_adapter: m.model.active_adapter.clone(),
     }
 }

@@ -354,3 +354,49 @@ fn launcher_explains_a_missing_engine_instead_of_a_loader_error() {
         "{e}"
     );
 }
+
+#[test]
+fn adapter_flag_changes_scores_and_bad_adapters_fail_cleanly() {
+    let home = tempfile::tempdir().expect("tmp");
+    let model = fixture("llama");
+    let adapter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora/peft-llama");
+    let score = |extra: &[&str]| {
+        let mut args = vec![
+            "score",
+            "--model",
+            model.to_str().expect("utf8"),
+            "--text",
+            "Strong in you",
+            "--device",
+            "cpu",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = ftui(&args, home.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["mean_nll"].as_f64().expect("nll")
+    };
+    let base = score(&[]);
+    let tuned = score(&["--adapter", adapter.to_str().expect("utf8")]);
+    assert!(
+        (base - tuned).abs() > 1e-3,
+        "the adapter changed nothing: {base} vs {tuned}"
+    );
+    let o = ftui(
+        &[
+            "score",
+            "--model",
+            model.to_str().expect("utf8"),
+            "--adapter",
+            home.path().to_str().expect("utf8"),
+            "--text",
+            "x",
+            "--device",
+            "cpu",
+        ],
+        home.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("adapter_config.json"), "{}", stderr(&o));
+}
