@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Torch-heavy tests share two cores badly: run them one at a time.
 export RUST_TEST_THREADS := 1
 
-.PHONY: run test setup build model lint fixtures clean-setup
+.PHONY: run test setup build model lint fixtures
 
 run: setup build
 	target/release/ftui --config $(CONFIG)
@@ -48,6 +48,12 @@ $(MODEL):
 model: $(MODEL)
 
 # Golden fixtures come from the Hugging Face stack; CI only reads the results.
-fixtures: $(VENV)/.installed
+fixtures: $(VENV)/.installed $(MODEL)
 	$(PYTHON) -m pip install --quiet -r tools/requirements.txt -c requirements.txt
+	$(PYTHON) tools/make_yoda.py
 	$(PYTHON) tools/make_fixtures.py
+	$(PYTHON) tools/make_template_fixtures.py
+	$(PYTHON) tools/make_collate_fixtures.py
+	$(PYTHON) tools/make_lora_fixtures.py
+	$(PYTHON) tools/make_data_fixtures.py
+	$(PYTHON) tools/make_quant_fixtures.py

@@ -73,6 +73,35 @@ pub struct ModelArgs {
     /// A LoRA adapter folder (peft or ftui format) to apply.
     #[arg(long)]
     pub adapter: Option<PathBuf>,
+    /// Store the decoder's linear layers in 4 bits (as BitsAndBytes' load_in_4bit).
+    #[arg(long, conflicts_with = "load_in_8bit")]
+    pub load_in_4bit: bool,
+    /// Store the decoder's linear layers as int8 with a scale per row.
+    #[arg(long)]
+    pub load_in_8bit: bool,
+    /// 4-bit code book: nf4 or fp4.
+    #[arg(long, default_value = "nf4")]
+    pub quant_type: String,
+    /// Quantize the 4-bit scales too (bnb_4bit_use_double_quant).
+    #[arg(long)]
+    pub double_quant: bool,
+}
+
+impl ModelArgs {
+    /// The `[quantization]` settings the flags ask for.
+    fn quantization(&self) -> Result<Option<crate::config::QuantizationConfig>, Failure> {
+        if !self.load_in_4bit && !self.load_in_8bit {
+            return Ok(None);
+        }
+        let text = format!(
+            "load_in_4bit = {}\nload_in_8bit = {}\nbnb_4bit_quant_type = {:?}\nbnb_4bit_use_double_quant = {}\n",
+            self.load_in_4bit, self.load_in_8bit, self.quant_type, self.double_quant
+        );
+        toml::from_str(&text).map(Some).map_err(|e| Failure {
+            code: 2,
+            message: format!("--quant-type: {}", e.message()),
+        })
+    }
 }
 
 fn parse_dtype(s: &str) -> Result<DType, String> {
@@ -222,6 +251,7 @@ fn engine_with_model(m: &ModelArgs, quiet: bool) -> Result<Engine, Failure> {
         dtype: m.dtype,
         device: m.device.clone(),
         attn: m.attn,
+        quantization: m.quantization()?,
     });
     wait(&engine, quiet, |e| {
         matches!(e, Event::ModelLoaded(_)).then_some(())

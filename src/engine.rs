@@ -31,6 +31,7 @@ pub enum Command {
         dtype: DType,
         device: String,
         attn: AttnImplementation,
+        quantization: Option<crate::config::QuantizationConfig>,
     },
     Generate {
         id: u64,
@@ -47,6 +48,9 @@ pub enum Command {
     },
     /// Activates a loaded adapter, or none (the base model).
     SetAdapter(Option<String>),
+    /// Loads the config's dataset (cached while `[data]` is unchanged) and
+    /// prepares it with the config's template and training settings.
+    PrepareData(Box<crate::config::RunConfig>),
     Shutdown,
 }
 
@@ -68,6 +72,8 @@ pub struct ModelInfo {
     pub pad_equals_eos: bool,
     pub adapters: Vec<String>,
     pub active_adapter: Option<String>,
+    /// How the decoder linears are stored: dense, nf4, fp4, nf4+dq, int8...
+    pub weights: String,
 }
 
 #[derive(Debug, Clone)]
@@ -87,7 +93,7 @@ pub enum Event {
         done: u64,
         total: u64,
     },
-    ModelLoaded(ModelInfo),
+    ModelLoaded(Box<ModelInfo>),
     /// A piece of generated text for prompt `row` of request `id`.
     Text {
         id: u64,
@@ -100,6 +106,7 @@ pub enum Event {
         stats: GenerationStats,
     },
     Scored(crate::score::Score),
+    DataReady(Box<crate::dataview::DataView>),
     Log(String),
     Error {
         task: String,
@@ -125,6 +132,7 @@ impl Engine {
             events: event_tx,
             cancel: cancel.clone(),
             model: None,
+            dataset: None,
         };
         let busy_flag = busy.clone();
         let handle = std::thread::Builder::new()
@@ -171,6 +179,8 @@ struct Worker {
     events: Sender<Event>,
     cancel: Arc<AtomicBool>,
     model: Option<LoadedModel>,
+    /// The last dataset read, with the `[data]` settings it was read with.
+    dataset: Option<(crate::config::DataConfig, crate::data::Dataset)>,
 }
 
 fn task_name(c: &Command) -> &'static str {
@@ -180,6 +190,7 @@ fn task_name(c: &Command) -> &'static str {
         Command::Score { .. } => "score",
         Command::LoadAdapter { .. } => "load adapter",
         Command::SetAdapter(_) => "switch adapter",
+        Command::PrepareData(_) => "prepare data",
         Command::Shutdown => "shutdown",
     }
 }
@@ -238,6 +249,7 @@ impl Worker {
                 dtype,
                 device,
                 attn,
+                quantization,
             } => {
                 self.model = None;
                 let device = crate::device::parse_device(&device).map_err(|e| e.to_string())?;
@@ -255,12 +267,13 @@ impl Worker {
                     dtype,
                     device,
                     attn,
+                    quantization,
                 };
                 let mut loaded =
                     load_model(&src, &opts, &mut progress).map_err(|e| e.to_string())?;
                 let info = model_info(&mut loaded);
                 self.model = Some(loaded);
-                self.send(Event::ModelLoaded(info));
+                self.send(Event::ModelLoaded(Box::new(info)));
                 Ok(())
             }
             Command::Generate {
@@ -313,7 +326,7 @@ impl Worker {
                 let m = self.model.as_mut().ok_or("no model is loaded")?;
                 crate::lora::load_adapter(&mut m.model, &dir, &name).map_err(|e| e.to_string())?;
                 let info = model_info(m);
-                self.send(Event::ModelLoaded(info));
+                self.send(Event::ModelLoaded(Box::new(info)));
                 Ok(())
             }
             Command::SetAdapter(name) => {
@@ -321,7 +334,41 @@ impl Worker {
                 crate::lora::set_active(&mut m.model, name.as_deref())
                     .map_err(|e| e.to_string())?;
                 let info = model_info(m);
-                self.send(Event::ModelLoaded(info));
+                self.send(Event::ModelLoaded(Box::new(info)));
+                Ok(())
+            }
+            Command::PrepareData(config) => {
+                let data_cfg = config
+                    .data
+                    .clone()
+                    .ok_or("the config has no [data] section: add one to see the dataset")?;
+                if self.dataset.as_ref().is_none_or(|(c, _)| *c != data_cfg) {
+                    let events = self.events.clone();
+                    let mut progress = |file: &str, done: u64, total: u64| {
+                        let _ = events.send(Event::Progress {
+                            task: format!("download {file}"),
+                            done,
+                            total,
+                        });
+                    };
+                    let d = crate::data::load_dataset(&data_cfg, &mut progress)
+                        .map_err(|e| e.to_string())?;
+                    self.dataset = Some((data_cfg, d));
+                }
+                let own;
+                let tok = match &self.model {
+                    Some(m) => &m.tokenizer,
+                    None => {
+                        let src =
+                            ModelSource::parse(&config.model.source).map_err(|e| e.to_string())?;
+                        own = crate::model::load::load_tokenizer(&src, &mut |_, _, _| {})
+                            .map_err(|e| e.to_string())?;
+                        &own
+                    }
+                };
+                let dataset = self.dataset.as_ref().map(|(_, d)| d).ok_or("no dataset")?;
+                let view = crate::dataview::build(&config, tok, dataset)?;
+                self.send(Event::DataReady(Box::new(view)));
                 Ok(())
             }
             Command::Shutdown => Ok(()),
@@ -383,5 +430,6 @@ pub fn model_info(m: &mut LoadedModel) -> ModelInfo {
             && s.pad.as_ref().map(|p| p.id) == s.eos.as_ref().map(|e| e.id),
         adapters,
         active_adapter: m.model.active_adapter.clone(),
+        weights: m.model.weight_format(),
     }
 }

@@ -15,6 +15,7 @@ fn opts() -> LoadOptions {
         dtype: DType::Float32,
         device: Device::Cpu,
         attn: AttnImplementation::Sdpa,
+        quantization: None,
     }
 }
 
@@ -226,4 +227,68 @@ fn footprint_and_parameters_match_transformers() {
         Some(m.model.memory_footprint()),
         g["memory_footprint"].as_i64()
     );
+}
+
+#[test]
+fn default_lora_config_counts_match_peft_on_the_default_model() {
+    // peft's get_nb_trainable_parameters() for sample-data/ftui.toml's [lora] on
+    // the same GGUF (tests/fixtures/lora/trainable.json).
+    let t: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora/trainable.json"),
+        )
+        .expect("read"),
+    )
+    .expect("json");
+    let sample = ftui::config::RunConfig::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/ftui.toml"),
+    )
+    .expect("sample");
+    let path = ftui::paths::default_model().expect("default model");
+    let mut m = load_model(&ModelSource::Gguf(path), &opts(), &mut |_, _, _| {}).expect("loads");
+    let targeted = ftui::lora::add_adapter(
+        &mut m.model,
+        "yoda",
+        sample.lora.as_ref().expect("[lora]"),
+        0,
+    )
+    .expect("adapter");
+    let expected = &t["smollm2_gguf"]["all-linear"];
+    assert_eq!(
+        targeted.len() as u64,
+        expected["num_targeted_modules"].as_u64().expect("n")
+    );
+    let (trainable, total) = ftui::lora::parameter_counts(&mut m.model, "yoda");
+    assert_eq!(Some(trainable), expected["trainable"].as_i64());
+    assert_eq!(Some(total), expected["total"].as_i64());
+}
+
+#[test]
+fn nf4_double_quant_footprint_is_far_below_fp32() {
+    let path = ftui::paths::default_model().expect("default model");
+    let q: ftui::config::QuantizationConfig = toml::from_str(
+        "load_in_4bit = true\nbnb_4bit_quant_type = \"nf4\"\nbnb_4bit_use_double_quant = true\n",
+    )
+    .expect("q");
+    let o = LoadOptions {
+        quantization: Some(q),
+        ..opts()
+    };
+    let m = load_model(&ModelSource::Gguf(path), &o, &mut |_, _, _| {}).expect("loads in 4 bits");
+    let fp32 = smollm2().model.memory_footprint();
+    let nf4 = m.model.memory_footprint();
+    assert_eq!(m.model.weight_format(), "nf4+dq");
+    assert_eq!(m.model.num_parameters(), smollm2().model.num_parameters());
+    // The decoder linears shrink 8x; embeddings and norms stay fp32.
+    assert!(nf4 < fp32 / 2, "nf4 {nf4} vs fp32 {fp32}");
+    // Still a working model: the chat answer keeps Paris.
+    let g = golden();
+    let prompt = ids(&g["chat"]["input_ids"]);
+    let p = SamplingParams {
+        max_new_tokens: 10,
+        ..SamplingParams::default()
+    };
+    let (out, _) =
+        generate(&m.model, &m.tokenizer, &[prompt], &p, &mut |_, _| true).expect("generate");
+    assert!(out[0].text.contains("Paris"), "{}", out[0].text);
 }

@@ -539,6 +539,7 @@ fn opts() -> LoadOptions {
         dtype: DType::Float32,
         device: Device::Cpu,
         attn: AttnImplementation::Sdpa,
+        quantization: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn check(arch: &str, attn: AttnImplementation) {
         dtype: DType::Float32,
         device: Device::Cpu,
         attn,
+        quantization: None,
     };
     let m = load_model(&ModelSource::Dir(fixture(arch)), &opts, &mut |_, _, _| {}).expect("loads");
     let g = golden(arch);
@@ -86,6 +87,7 @@ fn packed_row_equals_sequences_run_alone() {
         dtype: DType::Float32,
         device: Device::Cpu,
         attn: AttnImplementation::Sdpa,
+        quantization: None,
     };
     let m = load_model(
         &ModelSource::Dir(fixture("llama")),

@@ -14,6 +14,7 @@
 //! 5. collate: right padding with an attention mask, or padding-free (one
 //!    flattened row with restarting position ids, the first label of each
 //!    sequence masked).
+//!
 //! A [`Report`] says what happened on the way: lengths, truncation, dropped
 //! examples, trained tokens, and whether each answer ends with a trained stop token.
 

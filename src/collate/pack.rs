@@ -67,7 +67,7 @@ pub fn pack_bfd(examples: &[(Vec<u32>, Vec<i64>)], seq_length: usize) -> Vec<Row
         .map(|(i, (ids, _))| (ids.len().min(seq_length), i))
         .collect();
     let mut order = items.clone();
-    order.sort_by(|a, b| b.0.cmp(&a.0)); // stable, like Arrow's sort
+    order.sort_by_key(|&(len, _)| std::cmp::Reverse(len)); // stable, like Arrow's sort
     let mut tree = SegmentTree::new(seq_length);
     tree.set(seq_length, true);
     let mut space_to_bins: HashMap<usize, VecDeque<usize>> = HashMap::new();

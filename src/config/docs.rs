@@ -83,6 +83,7 @@ docs! {
     "generation" "top_k" "Sample only from the k most likely tokens (0 = off).";
     "generation" "repetition_penalty" "Penalise tokens already present (>1 discourages repeats; 1 = off).";
     "generation" "seed" "Seed for sampling: the same seed gives the same answer.";
+    "ui" "theme" "Workbench colours: dark, light, high-contrast, or a theme file (t cycles them while running).";
 }
 
 /// Help for one key.

@@ -53,6 +53,30 @@ pub struct RunConfig {
     pub training: TrainingConfig,
     #[serde(default)]
     pub generation: GenerationConfig,
+    #[serde(default)]
+    pub ui: UiConfig,
+}
+
+/// The workbench's look: not part of a training run, kept beside it for convenience.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiConfig {
+    /// A built-in theme (dark, light, high-contrast), a theme in the config
+    /// folder's themes/, or a path to a theme file.
+    #[serde(default = "default_theme")]
+    pub theme: String,
+}
+
+fn default_theme() -> String {
+    "dark".into()
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig {
+            theme: default_theme(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

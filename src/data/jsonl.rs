@@ -43,7 +43,8 @@ pub(super) fn read_from(mut reader: impl BufRead, sink: &mut Sink) -> Result<(),
             _ => &buf[..],
         };
         let text = match std::str::from_utf8(bytes) {
-            Ok(text) => text.trim(),
+            // Trailing whitespace only, so that columns count from the line's start.
+            Ok(text) => text.trim_end(),
             Err(e) => {
                 sink.bad(
                     line,
@@ -53,7 +54,7 @@ pub(super) fn read_from(mut reader: impl BufRead, sink: &mut Sink) -> Result<(),
                 continue;
             }
         };
-        if text.is_empty() {
+        if text.trim_start().is_empty() {
             continue;
         }
         match serde_json::from_str::<Value>(text) {

@@ -405,9 +405,7 @@ fn split_is_reproducible_and_sized_like_datasets() {
 
     assert_eq!(split(examples.clone(), 0.01, 0).expect("split").1.len(), 1);
     assert_eq!(split(examples.clone(), 0.5, 0).expect("split").1.len(), 10);
-    let e = split(examples[..1].to_vec(), 0.5, 0)
-        .err()
-        .expect("nothing left");
+    let e = split(examples[..1].to_vec(), 0.5, 0).expect_err("nothing left");
     assert_eq!(
         e.to_string(),
         "[data] eval_split_ratio: 0.5 of 1 examples holds out 1 for evaluation and leaves none to train on"
@@ -444,7 +442,7 @@ fn missing_sources_say_what_was_expected() {
     let mut c = cfg("");
     for source in ["no/such/file.jsonl", "./nope", "/abs/nope", "nope"] {
         c.source = source.into();
-        let e = load_dataset(&c, &mut |_, _, _| {}).err().expect("missing");
+        let e = load_dataset(&c, &mut |_, _, _| {}).expect_err("missing");
         assert_eq!(
             e.to_string(),
             format!("{source}: not found: expected a .jsonl, .json, .csv or .parquet file, or a hub dataset id like owner/name")

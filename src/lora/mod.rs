@@ -131,7 +131,12 @@ fn uniform(shape: [i64; 2], bound: f64, device: tch::Device) -> TchResult<Tensor
 
 /// Adds a new adapter `name` to every targeted linear layer, initialised as
 /// peft does, and makes it active. Returns the names of the targeted modules.
-pub fn add_adapter(model: &mut CausalLm, name: &str, config: &LoraConfig, seed: u64) -> Result<Vec<String>, LoraError> {
+pub fn add_adapter(
+    model: &mut CausalLm,
+    name: &str,
+    config: &LoraConfig,
+    seed: u64,
+) -> Result<Vec<String>, LoraError> {
     let spec = AdapterSpec::from_config(config);
     tch::manual_seed(seed as i64);
     let device = model.device;
@@ -140,7 +145,8 @@ pub fn add_adapter(model: &mut CausalLm, name: &str, config: &LoraConfig, seed: 
         if !is_target(&module, &spec.target_modules) {
             continue;
         }
-        let (out, inp) = (linear.weight.size()[0], linear.weight.size()[1]);
+        let shape = linear.weight.shape();
+        let (out, inp) = (shape[0], shape[1]);
         let r = spec.r;
         let (a, b) = match &config.init_lora_weights {
             InitLoraWeights::Flag(true) => (
@@ -168,7 +174,9 @@ pub fn add_adapter(model: &mut CausalLm, name: &str, config: &LoraConfig, seed: 
         )));
     }
     for m in &spec.modules_to_save {
-        let weight = base_module(model, m)?.f_detach_copy()?.f_to_kind(Kind::Float)?;
+        let weight = base_module(model, m)?
+            .f_detach_copy()?
+            .f_to_kind(Kind::Float)?;
         model.saved_modules.push(SavedModule {
             adapter: name.into(),
             module: module_name(m),
@@ -202,14 +210,24 @@ fn module_name(m: &str) -> String {
 fn base_module<'a>(model: &'a CausalLm, m: &str) -> Result<&'a Tensor, LoraError> {
     match module_name(m).as_str() {
         "model.embed_tokens" => Ok(&model.embed_tokens),
-        "lm_head" => Ok(model.lm_head.as_ref().map_or(&model.embed_tokens, |h| &h.weight)),
+        "lm_head" => model
+            .lm_head
+            .as_ref()
+            .map_or(Some(&model.embed_tokens), |h| h.weight.as_dense())
+            .ok_or_else(|| LoraError::Config("modules_to_save: lm_head is quantized".into())),
         other => Err(LoraError::Config(format!(
             "[lora] modules_to_save: `{other}` is not supported (embed_tokens and lm_head are)"
         ))),
     }
 }
 
-fn attach(linear: &mut crate::model::layers::Linear, name: &str, a: Tensor, b: Tensor, spec: &AdapterSpec) {
+fn attach(
+    linear: &mut crate::model::layers::Linear,
+    name: &str,
+    a: Tensor,
+    b: Tensor,
+    spec: &AdapterSpec,
+) {
     linear.adapters.retain(|x| x.name != name);
     linear.adapters.push(LoraAdapter {
         name: name.into(),
@@ -225,7 +243,9 @@ fn attach(linear: &mut crate::model::layers::Linear, name: &str, a: Tensor, b: T
 pub fn set_active(model: &mut CausalLm, name: Option<&str>) -> Result<(), LoraError> {
     if let Some(n) = name {
         if !adapter_names(model).iter().any(|a| a == n) {
-            return Err(LoraError::Config(format!("no adapter named `{n}` is loaded")));
+            return Err(LoraError::Config(format!(
+                "no adapter named `{n}` is loaded"
+            )));
         }
     }
     for (_, l) in model.linears_mut() {
@@ -237,7 +257,11 @@ pub fn set_active(model: &mut CausalLm, name: Option<&str>) -> Result<(), LoraEr
 
 /// Names of the loaded adapters.
 pub fn adapter_names(model: &mut CausalLm) -> Vec<String> {
-    let mut names: Vec<String> = model.saved_modules.iter().map(|m| m.adapter.clone()).collect();
+    let mut names: Vec<String> = model
+        .saved_modules
+        .iter()
+        .map(|m| m.adapter.clone())
+        .collect();
     for (_, l) in model.linears_mut() {
         names.extend(l.adapters.iter().map(|a| a.name.clone()));
     }
@@ -272,49 +296,88 @@ pub fn parameter_counts(model: &mut CausalLm, name: &str) -> (i64, i64) {
 }
 
 /// Reads a peft (or ftui) adapter folder as adapter `name` and activates it.
-pub fn load_adapter(model: &mut CausalLm, dir: &Path, name: &str) -> Result<AdapterSpec, LoraError> {
+pub fn load_adapter(
+    model: &mut CausalLm,
+    dir: &Path,
+    name: &str,
+) -> Result<AdapterSpec, LoraError> {
     let cfg_path = dir.join("adapter_config.json");
     let text = std::fs::read_to_string(&cfg_path)
         .map_err(|e| file_err(&cfg_path, format!("cannot read ({e}): an adapter folder holds adapter_config.json and adapter_model.safetensors")))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| file_err(&cfg_path, format!("not valid JSON: {e}")))?;
-    if v.get("peft_type").and_then(Value::as_str).is_some_and(|t| t != "LORA") {
-        return Err(file_err(&cfg_path, format!("peft_type {} is not LORA", v["peft_type"])));
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| file_err(&cfg_path, format!("not valid JSON: {e}")))?;
+    if v.get("peft_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "LORA")
+    {
+        return Err(file_err(
+            &cfg_path,
+            format!("peft_type {} is not LORA", v["peft_type"]),
+        ));
     }
     for unsupported in ["use_dora", "fan_in_fan_out"] {
         if v.get(unsupported).and_then(Value::as_bool) == Some(true) {
-            return Err(file_err(&cfg_path, format!("`{unsupported}` adapters are not supported")));
+            return Err(file_err(
+                &cfg_path,
+                format!("`{unsupported}` adapters are not supported"),
+            ));
         }
     }
     let target_modules = match v.get("target_modules") {
         Some(Value::String(s)) => TargetModules::Pattern(s.clone()),
-        Some(Value::Array(a)) => TargetModules::Names(a.iter().filter_map(|x| x.as_str().map(String::from)).collect()),
+        Some(Value::Array(a)) => TargetModules::Names(
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
+        ),
         _ => return Err(file_err(&cfg_path, "target_modules is missing")),
     };
     let spec = AdapterSpec {
-        r: v.get("r").and_then(Value::as_i64).ok_or_else(|| file_err(&cfg_path, "r is missing"))?,
+        r: v.get("r")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| file_err(&cfg_path, "r is missing"))?,
         lora_alpha: v.get("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0),
         lora_dropout: v.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
-        use_rslora: v.get("use_rslora").and_then(Value::as_bool).unwrap_or(false),
+        use_rslora: v
+            .get("use_rslora")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         target_modules,
         modules_to_save: v
             .get("modules_to_save")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default(),
-        bias: v.get("bias").and_then(Value::as_str).unwrap_or("none").into(),
+        bias: v
+            .get("bias")
+            .and_then(Value::as_str)
+            .unwrap_or("none")
+            .into(),
     };
     if spec.bias != "none" {
-        return Err(file_err(&cfg_path, format!("bias = \"{}\" adapters are not supported yet", spec.bias)));
+        return Err(file_err(
+            &cfg_path,
+            format!("bias = \"{}\" adapters are not supported yet", spec.bias),
+        ));
     }
     let weights_path = dir.join("adapter_model.safetensors");
     if !weights_path.is_file() {
-        return Err(file_err(&weights_path, "missing: ftui reads adapters in safetensors form"));
+        return Err(file_err(
+            &weights_path,
+            "missing: ftui reads adapters in safetensors form",
+        ));
     }
-    let src = crate::model::weights::WeightSource::safetensors_files(&[weights_path.clone()])
-        .map_err(|e| file_err(&weights_path, e.to_string()))?;
+    let src =
+        crate::model::weights::WeightSource::safetensors_files(std::slice::from_ref(&weights_path))
+            .map_err(|e| file_err(&weights_path, e.to_string()))?;
     let device = model.device;
     let read = |key: &str| -> Result<Tensor, LoraError> {
-        src.tensor(key, Kind::Float, device).map_err(|e| file_err(&weights_path, e.to_string()))
+        src.tensor(key, Kind::Float, device)
+            .map_err(|e| file_err(&weights_path, e.to_string()))
     };
     let mut used = 0;
     for (module, linear) in model.linears_mut() {
@@ -324,7 +387,8 @@ pub fn load_adapter(model: &mut CausalLm, dir: &Path, name: &str) -> Result<Adap
         }
         let a = read(&a_key)?;
         let b = read(&format!("base_model.model.{module}.lora_B.weight"))?;
-        let (out, inp) = (linear.weight.size()[0], linear.weight.size()[1]);
+        let shape = linear.weight.shape();
+        let (out, inp) = (shape[0], shape[1]);
         if a.size() != [spec.r, inp] || b.size() != [out, spec.r] {
             return Err(file_err(
                 &weights_path,
@@ -352,20 +416,35 @@ pub fn load_adapter(model: &mut CausalLm, dir: &Path, name: &str) -> Result<Adap
         }
     }
     if used < src.names().len() {
-        log::warn!("{}: {} tensors were not used", weights_path.display(), src.names().len() - used);
+        log::warn!(
+            "{}: {} tensors were not used",
+            weights_path.display(),
+            src.names().len() - used
+        );
     }
     set_active(model, Some(name))?;
     Ok(spec)
 }
 
 fn tensor_bytes(t: &Tensor) -> TchResult<Vec<u8>> {
-    let v = Vec::<f32>::try_from(&t.f_to_kind(Kind::Float)?.f_to_device(tch::Device::Cpu)?.f_contiguous()?.f_flatten(0, -1)?)?;
+    let v = Vec::<f32>::try_from(
+        &t.f_to_kind(Kind::Float)?
+            .f_to_device(tch::Device::Cpu)?
+            .f_contiguous()?
+            .f_flatten(0, -1)?,
+    )?;
     Ok(v.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
 /// Writes adapter `name` in peft's format into `dir` (each file written to a
 /// temporary name and renamed).
-pub fn save_adapter(model: &mut CausalLm, name: &str, spec: &AdapterSpec, base_model: &str, dir: &Path) -> Result<(), LoraError> {
+pub fn save_adapter(
+    model: &mut CausalLm,
+    name: &str,
+    spec: &AdapterSpec,
+    base_model: &str,
+    dir: &Path,
+) -> Result<(), LoraError> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e.to_string()))?;
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut targets: Vec<String> = Vec::new();
@@ -373,17 +452,27 @@ pub fn save_adapter(model: &mut CausalLm, name: &str, spec: &AdapterSpec, base_m
         for a in linear.adapters.iter().filter(|a| a.name == name) {
             for (part, t) in [("lora_A", &a.a), ("lora_B", &a.b)] {
                 let shape = t.size().iter().map(|&d| d as usize).collect();
-                tensors.push((format!("base_model.model.{module}.{part}.weight"), shape, tensor_bytes(t)?));
+                tensors.push((
+                    format!("base_model.model.{module}.{part}.weight"),
+                    shape,
+                    tensor_bytes(t)?,
+                ));
             }
             targets.push(module.rsplit('.').next().unwrap_or(&module).to_string());
         }
     }
     for m in model.saved_modules.iter().filter(|m| m.adapter == name) {
         let shape = m.weight.size().iter().map(|&d| d as usize).collect();
-        tensors.push((format!("base_model.model.{}.weight", m.module), shape, tensor_bytes(&m.weight)?));
+        tensors.push((
+            format!("base_model.model.{}.weight", m.module),
+            shape,
+            tensor_bytes(&m.weight)?,
+        ));
     }
     if tensors.is_empty() {
-        return Err(LoraError::Config(format!("no adapter named `{name}` to save")));
+        return Err(LoraError::Config(format!(
+            "no adapter named `{name}` to save"
+        )));
     }
     targets.sort();
     targets.dedup();
@@ -395,8 +484,12 @@ pub fn save_adapter(model: &mut CausalLm, name: &str, spec: &AdapterSpec, base_m
                 .map_err(|e| LoraError::Config(format!("{n}: {e}")))
         })
         .collect::<Result<_, _>>()?;
-    let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
-    let bytes = safetensors::serialize(views, metadata).map_err(|e| LoraError::Config(e.to_string()))?;
+    let metadata = Some(std::collections::HashMap::from([(
+        "format".to_string(),
+        "pt".to_string(),
+    )]));
+    let bytes =
+        safetensors::serialize(views, metadata).map_err(|e| LoraError::Config(e.to_string()))?;
     let weights = dir.join("adapter_model.safetensors");
     crate::fsutil::write_atomic(&weights, &bytes).map_err(|e| file_err(&weights, e.to_string()))?;
     let target_value = match &spec.target_modules {
@@ -425,12 +518,15 @@ pub fn save_adapter(model: &mut CausalLm, name: &str, spec: &AdapterSpec, base_m
         "revision": null,
     });
     let cfg = dir.join("adapter_config.json");
-    let text = serde_json::to_string_pretty(&config).map_err(|e| LoraError::Config(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&config).map_err(|e| LoraError::Config(e.to_string()))?;
     crate::fsutil::write_atomic(&cfg, text.as_bytes()).map_err(|e| file_err(&cfg, e.to_string()))
 }
 
 /// Folds adapter `name` into the base weights (`W += B A * scaling`); the layer
-/// then skips the adapter's own path. Quantized bases must be dequantized first.
+/// then skips the adapter's own path. A quantized base is dequantized to the
+/// model's kind first and stays dense (as peft's merge into 4/8-bit layers does,
+/// minus its re-quantization rounding).
 pub fn merge(model: &mut CausalLm, name: &str) -> Result<(), LoraError> {
     fold(model, name, true)
 }
@@ -442,6 +538,7 @@ pub fn unmerge(model: &mut CausalLm, name: &str) -> Result<(), LoraError> {
 
 fn fold(model: &mut CausalLm, name: &str, merge: bool) -> Result<(), LoraError> {
     let _guard = tch::no_grad_guard();
+    let kind = model.kind;
     for (_, l) in model.linears_mut() {
         let Some(a) = l.adapters.iter_mut().find(|a| a.name == name) else {
             continue;
@@ -449,11 +546,17 @@ fn fold(model: &mut CausalLm, name: &str, merge: bool) -> Result<(), LoraError> 
         if a.merged == merge {
             continue;
         }
-        let delta = a.weight_delta()?.f_to_kind(l.weight.kind())?;
+        if l.weight.is_quantized() {
+            l.weight = crate::quant::LinearWeight::Dense(l.weight.dequantize(kind)?);
+        }
+        let Some(w) = l.weight.as_dense_mut() else {
+            continue;
+        };
+        let delta = a.weight_delta()?.f_to_kind(w.kind())?;
         if merge {
-            let _ = l.weight.f_add_(&delta)?;
+            let _ = w.f_add_(&delta)?;
         } else {
-            let _ = l.weight.f_sub_(&delta)?;
+            let _ = w.f_sub_(&delta)?;
         }
         a.merged = merge;
     }

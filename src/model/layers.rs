@@ -11,7 +11,8 @@ pub type TchResult<T> = Result<T, tch::TchError>;
 /// named LoRA adapters of which at most one is active.
 #[derive(Debug)]
 pub struct Linear {
-    pub weight: Tensor,
+    /// Dense, or quantized (4-bit NF4/FP4, 8-bit) as bitsandbytes stores it.
+    pub weight: crate::quant::LinearWeight,
     pub bias: Option<Tensor>,
     pub adapters: Vec<crate::lora::LoraAdapter>,
     /// Index into `adapters` of the adapter in use.
@@ -23,7 +24,7 @@ pub struct Linear {
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Linear {
-            weight,
+            weight: crate::quant::LinearWeight::Dense(weight),
             bias,
             adapters: Vec::new(),
             active: None,
@@ -32,7 +33,7 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> TchResult<Tensor> {
-        let y = x.f_linear(&self.weight, self.bias.as_ref())?;
+        let y = self.weight.linear(x, self.bias.as_ref())?;
         match self.active.and_then(|i| self.adapters.get(i)) {
             Some(a) if !a.merged => y.f_add(&a.delta(x, self.training)?),
             _ => Ok(y),

@@ -10,7 +10,7 @@ use crate::config::{AttnImplementation, DType};
 use crate::hub::{HubSettings, RepoRef};
 use crate::tokenizer::TextTokenizer;
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 /// Where a model comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,11 +53,13 @@ impl ModelSource {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub dtype: DType,
     pub device: Device,
     pub attn: AttnImplementation,
+    /// `[quantization]`: which decoder linears to store in 4 or 8 bits.
+    pub quantization: Option<crate::config::QuantizationConfig>,
 }
 
 impl Default for LoadOptions {
@@ -66,6 +68,7 @@ impl Default for LoadOptions {
             dtype: DType::Auto,
             device: Device::Cpu,
             attn: AttnImplementation::Sdpa,
+            quantization: None,
         }
     }
 }
@@ -86,6 +89,7 @@ pub struct LayerLoader<'a> {
     pub kind: Kind,
     pub device: Device,
     pub file: &'a Path,
+    pub quant: Option<&'a crate::quant::QuantPlan>,
 }
 
 impl LayerLoader<'_> {
@@ -104,13 +108,22 @@ impl LayerLoader<'_> {
 
     pub fn linear(&self, prefix: &str, shape: [i64; 2], bias: bool) -> Result<Linear, ModelError> {
         let weight = self.tensor(&format!("{prefix}.weight"), &shape)?;
+        // Each weight is quantized as it is read, so only one is ever dense.
+        let weight = match self.quant {
+            Some(plan) => plan
+                .load_linear(prefix, weight)
+                .map_err(|e| ModelError::Other(format!("{prefix}: {e}")))?,
+            None => crate::quant::LinearWeight::Dense(weight),
+        };
         let bias_name = format!("{prefix}.bias");
         let bias = if bias || self.src.contains(&bias_name) {
             Some(self.tensor(&bias_name, &shape[..1])?)
         } else {
             None
         };
-        Ok(Linear::new(weight, bias))
+        let mut l = Linear::new(Tensor::new(), bias);
+        l.weight = weight;
+        Ok(l)
     }
 
     pub fn norm(&self, prefix: &str) -> Result<RmsNorm, ModelError> {
@@ -130,12 +143,17 @@ pub fn build(
 ) -> Result<CausalLm, ModelError> {
     let kind = crate::device::resolve_kind(opts.dtype, opts.device);
     let _guard = tch::no_grad_guard();
+    let plan = opts
+        .quantization
+        .as_ref()
+        .and_then(crate::quant::QuantPlan::from_config);
     let w = LayerLoader {
         src,
         config: &config,
         kind,
         device: opts.device,
         file,
+        quant: plan.as_ref(),
     };
     let embed_tokens = w.tensor(
         "model.embed_tokens.weight",

@@ -68,6 +68,8 @@ pub fn torch_message(e: &tch::TchError) -> String {
 }
 
 /// The q/k/v projections: separate (Llama, Qwen2) or fused (Phi-3).
+// A few dozen of these exist per model; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum QkvProj {
     Separate { q: Linear, k: Linear, v: Linear },
@@ -75,6 +77,7 @@ pub enum QkvProj {
 }
 
 /// The MLP's gate and up projections: separate or fused (Phi-3).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum GateUpProj {
     Separate { gate: Linear, up: Linear },
@@ -208,7 +211,9 @@ impl CausalLm {
         };
         let mask = AttnMask::build(attention_mask, position_ids, t, past, self.device)?;
         let (cos, sin) = self.rope.cos_sin(pos, self.kind)?;
-        let embed = self.saved_module("model.embed_tokens").unwrap_or(&self.embed_tokens);
+        let embed = self
+            .saved_module("model.embed_tokens")
+            .unwrap_or(&self.embed_tokens);
         let mut x = Tensor::f_embedding(embed, input_ids, -1, false, false)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let c = cache.as_deref_mut().map(|c| (c, i));
@@ -295,52 +300,72 @@ impl CausalLm {
         KvCache::new(self.layers.len())
     }
 
-    /// Every weight tensor once (tied weights counted once).
-    pub fn parameters(&self) -> Vec<&Tensor> {
+    /// Every tensor that is not a linear layer's weight (embeddings, norms,
+    /// biases), once.
+    fn other_tensors(&self) -> Vec<&Tensor> {
         let mut v = vec![&self.embed_tokens, &self.norm.weight];
-        fn lin<'a>(l: &'a Linear, v: &mut Vec<&'a Tensor>) {
-            v.push(&l.weight);
-            v.extend(l.bias.iter());
-        }
         for layer in &self.layers {
             v.push(&layer.input_layernorm.weight);
             v.push(&layer.post_attention_layernorm.weight);
-            match &layer.qkv {
-                QkvProj::Separate { q, k, v: vv } => {
-                    lin(q, &mut v);
-                    lin(k, &mut v);
-                    lin(vv, &mut v);
-                }
-                QkvProj::Fused { qkv } => lin(qkv, &mut v),
-            }
-            lin(&layer.o_proj, &mut v);
-            match &layer.gate_up {
-                GateUpProj::Separate { gate, up } => {
-                    lin(gate, &mut v);
-                    lin(up, &mut v);
-                }
-                GateUpProj::Fused { gate_up } => lin(gate_up, &mut v),
-            }
-            lin(&layer.down_proj, &mut v);
         }
-        if let Some(h) = &self.lm_head {
-            lin(h, &mut v);
+        for l in self.linears() {
+            v.extend(l.bias.iter());
         }
         v
     }
 
-    /// Parameter count (tied weights once), like `model.num_parameters()`.
-    pub fn num_parameters(&self) -> i64 {
-        self.parameters().iter().map(|t| t.numel() as i64).sum()
+    /// Every linear layer (tied `lm_head` excluded: it is `embed_tokens`).
+    fn linears(&self) -> Vec<&Linear> {
+        let mut v: Vec<&Linear> = Vec::new();
+        for layer in &self.layers {
+            match &layer.qkv {
+                QkvProj::Separate { q, k, v: vv } => v.extend([q, k, vv]),
+                QkvProj::Fused { qkv } => v.push(qkv),
+            }
+            v.push(&layer.o_proj);
+            match &layer.gate_up {
+                GateUpProj::Separate { gate, up } => v.extend([gate, up]),
+                GateUpProj::Fused { gate_up } => v.push(gate_up),
+            }
+            v.push(&layer.down_proj);
+        }
+        v.extend(self.lm_head.iter());
+        v
     }
 
-    /// Bytes of parameters and buffers, like transformers' `get_memory_footprint()`.
+    /// How the decoder's linear layers are stored (`dense`, `nf4+dq`, `int8`, ...).
+    pub fn weight_format(&self) -> String {
+        self.linears()
+            .first()
+            .map_or_else(|| "dense".into(), |l| l.weight.format())
+    }
+
+    /// Parameter count of the base model (tied weights counted once), like
+    /// `model.num_parameters()` before any adapter is added; a quantized weight
+    /// counts its original elements, as peft does.
+    pub fn num_parameters(&self) -> i64 {
+        let linear: i64 = self.linears().iter().map(|l| l.weight.numel()).sum();
+        linear
+            + self
+                .other_tensors()
+                .iter()
+                .map(|t| t.numel() as i64)
+                .sum::<i64>()
+    }
+
+    /// Bytes of parameters and buffers, like transformers' `get_memory_footprint()`
+    /// (a 4-bit weight counts its packed bytes, an 8-bit one a byte per element).
     pub fn memory_footprint(&self) -> i64 {
-        let params: i64 = self
-            .parameters()
+        let linear: i64 = self
+            .linears()
+            .iter()
+            .map(|l| l.weight.hf_footprint_bytes())
+            .sum();
+        let other: i64 = self
+            .other_tensors()
             .iter()
             .map(|t| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64)
             .sum();
-        params + self.rope.buffer_bytes()
+        linear + other + self.rope.buffer_bytes()
     }
 }

@@ -280,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn fp4_order_sorts_the_table_with_plus_zero_first() {
+    fn fp4_order_sorts_the_table_zeros_in_index_order() {
         let t = FourBitType::Fp4.table();
         let order = FourBitType::Fp4.sorted_codes();
         let sorted: Vec<f32> = order.iter().map(|&c| t[c as usize]).collect();

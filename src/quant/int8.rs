@@ -198,7 +198,11 @@ fn int8_matmul(a: &Tensor, b: &Tensor) -> TchResult<Tensor> {
         let part = a
             .f_narrow(1, start, len)?
             .f_to_kind(Kind::Float)?
-            .f_matmul(&b.f_narrow(1, start, len)?.f_to_kind(Kind::Float)?.f_transpose(0, 1)?)?
+            .f_matmul(
+                &b.f_narrow(1, start, len)?
+                    .f_to_kind(Kind::Float)?
+                    .f_transpose(0, 1)?,
+            )?
             .f_to_kind(Kind::Int64)?;
         acc = Some(match acc {
             Some(sum) => sum.f_add(&part)?,

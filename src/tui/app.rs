@@ -1,12 +1,15 @@
 //! The app state and its updates; drawing reads it and changes nothing.
 
+use super::batches::{BatchRequest, BatchesPane};
 use super::chat::ChatPane;
-use super::config_pane::ConfigPane;
+use super::config_pane::{ConfigPane, ConfigRequest};
+use super::data_pane::DataPane;
+use super::theme::Theme;
 use crate::config::RunConfig;
+use crate::dataview::DataView;
 use crate::engine::{Command, Engine, Event, ModelInfo};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
 use ratatui::Frame;
@@ -15,15 +18,27 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
     Config,
+    Data,
+    Batches,
     Chat,
 }
 
 impl Pane {
-    pub const ALL: [Pane; 2] = [Pane::Config, Pane::Chat];
+    pub const ALL: [Pane; 4] = [Pane::Config, Pane::Data, Pane::Batches, Pane::Chat];
     pub fn title(self) -> &'static str {
         match self {
             Pane::Config => "Config",
+            Pane::Data => "Data & template",
+            Pane::Batches => "Batches",
             Pane::Chat => "Chat",
+        }
+    }
+    fn bindings(self) -> &'static [Binding] {
+        match self {
+            Pane::Config => ConfigPane::BINDINGS,
+            Pane::Data => super::data_pane::DataPane::BINDINGS,
+            Pane::Batches => BatchesPane::BINDINGS,
+            Pane::Chat => ChatPane::BINDINGS,
         }
     }
 }
@@ -33,7 +48,8 @@ pub type Binding = (&'static str, &'static str);
 
 const GLOBAL_KEYS: &[Binding] = &[
     ("Tab/Shift-Tab", "next/previous pane"),
-    ("1-2", "go to pane"),
+    ("1-4", "go to pane"),
+    ("t", "next theme (dark, light, high-contrast)"),
     ("?", "help for every key"),
     ("q / Ctrl-C", "quit (asks while the engine is busy)"),
 ];
@@ -43,36 +59,57 @@ pub struct App {
     pub config_path: PathBuf,
     pub pane: Pane,
     pub model: Option<ModelInfo>,
+    pub data: Option<DataView>,
+    pub preparing: bool,
     pub engine_state: String,
     pub progress: Option<(String, u64, u64)>,
     pub status: Option<(String, bool)>,
     pub show_help: bool,
     pub confirm_quit: bool,
     pub quit: bool,
+    pub theme: Theme,
+    pub theme_name: String,
     pub config_pane: ConfigPane,
+    pub data_pane: DataPane,
+    pub batches: BatchesPane,
     pub chat: ChatPane,
 }
 
 impl App {
     pub fn new(config: RunConfig, config_path: PathBuf) -> Self {
         let chat = ChatPane::new(&config);
+        let theme_name = config.ui.theme.clone();
+        let (theme, status) = match Theme::load(&theme_name) {
+            Ok(t) => (t, None),
+            Err(e) => (
+                Theme::default(),
+                Some((format!("theme: {e}; using dark"), true)),
+            ),
+        };
         App {
             config_pane: ConfigPane::default(),
+            data_pane: DataPane::default(),
+            batches: BatchesPane::default(),
             chat,
             config,
             config_path,
             pane: Pane::Config,
             model: None,
+            data: None,
+            preparing: false,
             engine_state: "idle".into(),
             progress: None,
-            status: None,
+            status,
             show_help: false,
             confirm_quit: false,
             quit: false,
+            theme,
+            theme_name,
         }
     }
 
-    /// Asks the engine for the configured model.
+    /// Asks the engine for the configured model, a trained adapter in the
+    /// output folder if there is one, and the prepared data.
     pub fn start(&mut self, engine: &Engine) {
         let m = &self.config.model;
         engine.send(Command::LoadModel {
@@ -80,15 +117,32 @@ impl App {
             dtype: m.dtype,
             device: m.device.clone(),
             attn: m.attn_implementation,
+            quantization: self.config.quantization.clone(),
         });
         self.engine_state = format!("loading {}", m.source);
+        let out = PathBuf::from(&self.config.training.output_dir);
+        if out.join("adapter_config.json").is_file() {
+            engine.send(Command::LoadAdapter {
+                dir: out,
+                name: "trained".into(),
+            });
+        }
+        self.prepare(engine);
     }
 
-    fn pane_bindings(&self) -> &'static [Binding] {
-        match self.pane {
-            Pane::Config => ConfigPane::BINDINGS,
-            Pane::Chat => ChatPane::BINDINGS,
+    fn prepare(&mut self, engine: &Engine) {
+        if self.config.data.is_some() {
+            self.preparing = true;
+            engine.send(Command::PrepareData(Box::new(self.config.clone())));
         }
+    }
+
+    /// The adapter the chat compares against: the active one, else the first loaded.
+    fn adapter(&self) -> Option<String> {
+        let m = self.model.as_ref()?;
+        m.active_adapter
+            .clone()
+            .or_else(|| m.adapters.first().cloned())
     }
 
     pub fn on_key(&mut self, key: KeyEvent, engine: &Engine) {
@@ -113,25 +167,96 @@ impl App {
             self.request_quit(engine);
             return;
         }
-        // The chat input takes plain characters while it is being typed in.
-        if self.pane == Pane::Chat && self.chat.captures(&key) {
-            self.chat.on_key(key, engine);
-            return;
+        // A pane that is taking text gets every plain key first.
+        let typing = match self.pane {
+            Pane::Config => self.config_pane.captures(),
+            Pane::Data => self.data_pane.captures(),
+            Pane::Chat => self.chat.captures(&key),
+            Pane::Batches => false,
+        };
+        if !typing {
+            match key.code {
+                KeyCode::Char('q') => return self.request_quit(engine),
+                KeyCode::Char('?') => {
+                    self.show_help = true;
+                    return;
+                }
+                KeyCode::Tab => return self.pane = next(self.pane, 1),
+                KeyCode::BackTab => return self.pane = next(self.pane, Pane::ALL.len() - 1),
+                KeyCode::Char(c @ '1'..='4') => {
+                    self.pane = Pane::ALL[c as usize - '1' as usize];
+                    return;
+                }
+                KeyCode::Char('t') => return self.cycle_theme(),
+                _ => {}
+            }
         }
-        match key.code {
-            KeyCode::Char('q') => self.request_quit(engine),
-            KeyCode::Char('?') => self.show_help = true,
-            KeyCode::Tab => self.pane = next(self.pane, 1),
-            KeyCode::BackTab => self.pane = next(self.pane, Pane::ALL.len() - 1),
-            KeyCode::Char(c @ '1'..='9') => {
-                if let Some(p) = Pane::ALL.get(c as usize - '1' as usize) {
-                    self.pane = *p;
+        match self.pane {
+            Pane::Config => match self.config_pane.on_key(key, &mut self.config) {
+                ConfigRequest::Changed => {
+                    self.status = Some(("changed (s saves the file)".into(), false));
+                    self.prepare(engine);
+                }
+                ConfigRequest::Save => self.save(),
+                ConfigRequest::None => {}
+            },
+            Pane::Data => self.data_pane.on_key(key, self.data.as_ref()),
+            Pane::Batches => {
+                if self
+                    .batches
+                    .on_key(key, self.data.as_ref(), &mut self.config)
+                    == BatchRequest::Reprepare
+                {
+                    self.config_pane.dirty = true;
+                    self.prepare(engine);
                 }
             }
-            _ => match self.pane {
-                Pane::Config => self.config_pane.on_key(key, &self.config),
-                Pane::Chat => self.chat.on_key(key, engine),
-            },
+            Pane::Chat => {
+                if key.code == KeyCode::Char('a') && !self.chat.editing {
+                    self.toggle_adapter(engine);
+                } else {
+                    let adapter = self.adapter();
+                    self.chat.on_key(key, engine, adapter.as_deref());
+                }
+            }
+        }
+    }
+
+    fn toggle_adapter(&mut self, engine: &Engine) {
+        let Some(m) = &self.model else {
+            return;
+        };
+        match (&m.active_adapter, m.adapters.first()) {
+            (Some(_), _) => engine.send(Command::SetAdapter(None)),
+            (None, Some(a)) => engine.send(Command::SetAdapter(Some(a.clone()))),
+            (None, None) => {
+                self.status = Some((
+                    format!(
+                        "no adapter loaded: train one, or put it in {}",
+                        self.config.training.output_dir
+                    ),
+                    true,
+                ))
+            }
+        }
+    }
+
+    fn save(&mut self) {
+        match self.config.save(&self.config_path) {
+            Ok(()) => {
+                self.config_pane.dirty = false;
+                self.status = Some((format!("saved {}", self.config_path.display()), false));
+            }
+            Err(e) => self.status = Some((e.to_string(), true)),
+        }
+    }
+
+    fn cycle_theme(&mut self) {
+        let name = Theme::next_builtin(&self.theme_name);
+        if let Some(t) = Theme::builtin(name) {
+            self.theme = t;
+            self.theme_name = name.to_string();
+            self.status = Some((format!("theme: {name}"), false));
         }
     }
 
@@ -150,7 +275,9 @@ impl App {
             _ => return,
         };
         match self.pane {
-            Pane::Config => self.config_pane.scroll(delta, &self.config),
+            Pane::Config => self.config_pane.scroll(delta),
+            Pane::Data => self.data_pane.scroll(delta),
+            Pane::Batches => {}
             Pane::Chat => self.chat.scroll(delta),
         }
     }
@@ -163,19 +290,14 @@ impl App {
                 self.progress = None;
                 self.status = Some((
                     format!(
-                        "loaded {} ({} parameters)",
+                        "{} ({} parameters, {})",
                         info.name,
-                        human(info.parameters as f64, "")
+                        human(info.parameters as f64, ""),
+                        human(info.memory_footprint as f64, "B")
                     ),
                     false,
                 ));
-                if info.pad_equals_eos {
-                    self.status = Some((
-                        "warning: PAD equals EOS — set [template] pad_token = \"unk\" or EOS will be masked in training".into(),
-                        true,
-                    ));
-                }
-                self.model = Some(info);
+                self.model = Some(*info);
             }
             Event::Text { id, row, text } => self.chat.on_text(id, row, &text),
             Event::Generated { id, results, stats } => {
@@ -183,10 +305,18 @@ impl App {
                 self.chat.on_generated(id, &results, &stats);
             }
             Event::Scored(_) => self.engine_state = "ready".into(),
+            Event::DataReady(view) => {
+                self.preparing = false;
+                self.batches.clamp(&view);
+                self.data = Some(*view);
+            }
             Event::Log(line) => self.status = Some((line, false)),
             Event::Error { task, message } => {
                 self.engine_state = "ready".into();
                 self.progress = None;
+                if task == "prepare data" {
+                    self.preparing = false;
+                }
                 self.chat.on_error();
                 self.status = Some((format!("{task} failed: {message}"), true));
             }
@@ -194,12 +324,17 @@ impl App {
     }
 
     pub fn on_tick(&mut self, engine: &Engine) {
-        if engine.is_busy() && self.engine_state == "ready" {
+        let busy = engine.is_busy();
+        if busy && self.engine_state == "ready" {
             self.engine_state = "busy".into();
+        } else if !busy && self.engine_state == "busy" {
+            self.engine_state = "ready".into();
         }
     }
 
     pub fn draw(&self, f: &mut Frame) {
+        let t = &self.theme;
+        f.render_widget(Block::default().style(t.text), f.area());
         let [tabs, body, status, hints] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Min(3),
@@ -216,33 +351,35 @@ impl App {
         f.render_widget(
             Tabs::new(titles)
                 .select(selected)
-                .highlight_style(
-                    Style::default()
-                        .fg(Color::Black)
-                        .bg(Color::Cyan)
-                        .add_modifier(Modifier::BOLD),
-                )
+                .style(t.dim)
+                .highlight_style(t.tab_active)
                 .divider("│"),
             tabs,
         );
+        let adapter = self.model.as_ref().and_then(|m| m.active_adapter.clone());
         match self.pane {
             Pane::Config => self
                 .config_pane
-                .draw(f, body, &self.config, &self.config_path),
-            Pane::Chat => self.chat.draw(f, body),
+                .draw(f, body, &self.config, &self.config_path, t),
+            Pane::Data => self
+                .data_pane
+                .draw(f, body, self.data.as_ref(), self.preparing, t),
+            Pane::Batches => {
+                self.batches
+                    .draw(f, body, self.data.as_ref(), &self.config, self.preparing, t)
+            }
+            Pane::Chat => self.chat.draw(f, body, adapter.as_deref(), t),
         }
         f.render_widget(Paragraph::new(self.status_line()), status);
         let keys: Vec<Span> = self
-            .pane_bindings()
+            .pane
+            .bindings()
             .iter()
             .chain([("?", "help"), ("q", "quit")].iter())
             .flat_map(|(k, d)| {
                 [
-                    Span::styled(
-                        format!(" {k} "),
-                        Style::default().fg(Color::Black).bg(Color::Gray),
-                    ),
-                    Span::raw(format!(" {d} ")),
+                    Span::styled(format!(" {k} "), t.key_hint_key),
+                    Span::styled(format!(" {d} "), t.key_hint_text),
                 ]
             })
             .collect();
@@ -256,13 +393,20 @@ impl App {
             f.render_widget(
                 Paragraph::new("The engine is busy. Quit anyway? (y/n)")
                     .wrap(Wrap { trim: true })
-                    .block(Block::default().borders(Borders::ALL).title(" Quit ")),
+                    .style(t.text)
+                    .block(
+                        Block::default()
+                            .borders(Borders::ALL)
+                            .border_style(t.warning)
+                            .title(" Quit "),
+                    ),
                 area,
             );
         }
     }
 
     fn status_line(&self) -> Line<'_> {
+        let t = &self.theme;
         let mut spans = Vec::new();
         match &self.model {
             Some(m) => spans.push(Span::styled(
@@ -273,64 +417,55 @@ impl App {
                     m.device,
                     m.dtype
                 ),
-                Style::default().fg(Color::Black).bg(Color::Green),
+                t.status_model,
             )),
-            None => spans.push(Span::styled(
-                " no model ",
-                Style::default().fg(Color::Black).bg(Color::Yellow),
-            )),
+            None => spans.push(Span::styled(" no model ", t.warning)),
         }
-        spans.push(Span::raw(" adapter: none "));
+        let adapter = self.model.as_ref().and_then(|m| m.active_adapter.clone());
         spans.push(Span::styled(
-            format!("[{}] ", self.engine_state),
-            Style::default().fg(Color::Cyan),
+            format!(" adapter: {} ", adapter.as_deref().unwrap_or("none")),
+            t.status,
         ));
+        spans.push(Span::styled(format!("[{}] ", self.engine_state), t.accent));
         if let Some((task, done, total)) = &self.progress {
             if *total > 0 {
-                spans.push(Span::raw(format!(
-                    "{task} {:.0}% ",
-                    100.0 * *done as f64 / *total as f64
-                )));
+                spans.push(Span::styled(
+                    format!("{task} {:.0}% ", 100.0 * *done as f64 / *total as f64),
+                    t.accent,
+                ));
             }
         }
         if let Some((text, is_error)) = &self.status {
-            let style = if *is_error {
-                Style::default().fg(Color::Red)
-            } else {
-                Style::default()
-            };
-            spans.push(Span::styled(text.clone(), style));
+            spans.push(Span::styled(
+                text.clone(),
+                if *is_error { t.error } else { t.dim },
+            ));
         }
         Line::from(spans)
     }
 
     fn draw_help(&self, f: &mut Frame) {
-        let area = centered(f.area(), 70, 20);
-        let mut lines = vec![Line::styled(
-            "Everywhere",
-            Style::default().add_modifier(Modifier::BOLD),
-        )];
+        let t = &self.theme;
+        let area = centered(f.area(), 72, 34);
+        let mut lines = vec![Line::styled("Everywhere", t.accent)];
         for (k, d) in GLOBAL_KEYS {
-            lines.push(Line::from(format!("  {k:<16} {d}")));
+            lines.push(Line::styled(format!("  {k:<16} {d}"), t.text));
         }
         for p in Pane::ALL {
-            lines.push(Line::styled(
-                p.title(),
-                Style::default().add_modifier(Modifier::BOLD),
-            ));
-            let b = match p {
-                Pane::Config => ConfigPane::BINDINGS,
-                Pane::Chat => ChatPane::BINDINGS,
-            };
-            for (k, d) in b {
-                lines.push(Line::from(format!("  {k:<16} {d}")));
+            lines.push(Line::styled(p.title(), t.accent));
+            for (k, d) in p.bindings() {
+                lines.push(Line::styled(format!("  {k:<16} {d}"), t.text));
             }
         }
-        lines.push(Line::from(""));
-        lines.push(Line::from("Any key closes this help."));
+        lines.push(Line::styled("Any key closes this help.", t.dim));
         f.render_widget(Clear, area);
         f.render_widget(
-            Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" Keys ")),
+            Paragraph::new(lines).block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(t.border_focused)
+                    .title(" Keys "),
+            ),
             area,
         );
     }

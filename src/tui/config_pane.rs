@@ -1,12 +1,14 @@
-//! The Config pane: every config key, grouped by section, with its value, a
-//! mark where it differs from the default, and one line on what it does and
-//! what it costs.
+//! The Config pane: every config key grouped by section, its value (a mark where
+//! it differs from the default), and one line on what it does and what it costs.
+//! Values are edited in place as TOML literals; an edit is checked with the same
+//! validation as loading, and a bad value shows its error and changes nothing.
+//! `s` writes the file atomically.
 
 use super::app::Binding;
+use super::theme::Theme;
 use crate::config::{RunConfig, FIELDS};
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
@@ -15,9 +17,25 @@ use std::path::Path;
 #[derive(Debug, Default)]
 pub struct ConfigPane {
     pub selected: usize,
+    /// The text being typed for the selected key.
+    pub editing: Option<String>,
+    /// The last edit's error, shown until the next edit.
+    pub error: Option<String>,
+    /// Edits not yet saved.
+    pub dirty: bool,
 }
 
-/// A key's current value and its default, as TOML text (`None`: not set).
+/// What an edit asks of the app.
+#[derive(Debug, PartialEq)]
+pub enum ConfigRequest {
+    None,
+    /// The config changed in memory.
+    Changed,
+    /// Write the config to its file.
+    Save,
+}
+
+/// A key's current value as TOML text (`None`: not set).
 fn value_of(config: &toml::Value, section: &str, key: &str) -> Option<String> {
     config.get(section)?.get(key).map(|v| v.to_string())
 }
@@ -30,22 +48,100 @@ fn defaults() -> toml::Value {
         .unwrap_or(toml::Value::Table(Default::default()))
 }
 
-impl ConfigPane {
-    pub const BINDINGS: &'static [Binding] = &[("↑/↓ j/k", "select key"), ("PgUp/PgDn", "page")];
+/// `config` with `[section] key` set to the TOML literal `text` (empty: back to
+/// the default), validated like a file.
+pub fn apply_edit(
+    config: &RunConfig,
+    section: &str,
+    key: &str,
+    text: &str,
+) -> Result<RunConfig, String> {
+    let mut doc = toml::Value::try_from(config).map_err(|e| e.to_string())?;
+    let table = doc.as_table_mut().ok_or("config is not a table")?;
+    let sec = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(Default::default()));
+    let sec = sec.as_table_mut().ok_or("section is not a table")?;
+    if text.trim().is_empty() {
+        sec.remove(key);
+    } else {
+        let parsed: toml::Table = toml::from_str(&format!("v = {text}")).map_err(|_| {
+            format!("`{text}` is not a TOML value (strings need quotes, lists brackets)")
+        })?;
+        let v = parsed.get("v").cloned().ok_or("no value")?;
+        sec.insert(key.to_string(), v);
+    }
+    let text = toml::to_string(&doc).map_err(|e| e.to_string())?;
+    RunConfig::parse(&text, Path::new("edit")).map_err(|e| {
+        // The line refers to the edited text, not the file: keep key and message.
+        let s = e.to_string();
+        s.split_once(": ")
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or(s)
+    })
+}
 
-    pub fn on_key(&mut self, key: KeyEvent, _config: &RunConfig) {
+impl ConfigPane {
+    pub const BINDINGS: &'static [Binding] = &[
+        ("↑/↓ j/k", "select key"),
+        ("Enter/e", "edit the value"),
+        ("s", "save the file"),
+    ];
+
+    /// Whether the pane takes plain characters (typing a value).
+    pub fn captures(&self) -> bool {
+        self.editing.is_some()
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent, config: &mut RunConfig) -> ConfigRequest {
+        if let Some(text) = &mut self.editing {
+            match key.code {
+                KeyCode::Esc => self.editing = None,
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                KeyCode::Char(c) => text.push(c),
+                KeyCode::Enter => {
+                    let f = &FIELDS[self.selected];
+                    match apply_edit(config, f.section, f.key, text) {
+                        Ok(c) => {
+                            *config = c;
+                            self.editing = None;
+                            self.error = None;
+                            self.dirty = true;
+                            return ConfigRequest::Changed;
+                        }
+                        Err(e) => self.error = Some(e),
+                    }
+                }
+                _ => {}
+            }
+            return ConfigRequest::None;
+        }
         match key.code {
             KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
             KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
             KeyCode::PageDown => self.move_by(10),
             KeyCode::PageUp => self.move_by(-10),
-            KeyCode::Home => self.selected = 0,
-            KeyCode::End => self.selected = FIELDS.len() - 1,
+            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
+            KeyCode::End | KeyCode::Char('G') => self.selected = FIELDS.len() - 1,
+            KeyCode::Enter | KeyCode::Char('e') => {
+                let f = &FIELDS[self.selected];
+                let current = toml::Value::try_from(&*config).ok();
+                self.editing = Some(
+                    current
+                        .and_then(|c| value_of(&c, f.section, f.key))
+                        .unwrap_or_default(),
+                );
+                self.error = None;
+            }
+            KeyCode::Char('s') => return ConfigRequest::Save,
             _ => {}
         }
+        ConfigRequest::None
     }
 
-    pub fn scroll(&mut self, delta: i32, _config: &RunConfig) {
+    pub fn scroll(&mut self, delta: i32) {
         self.move_by(delta);
     }
 
@@ -54,74 +150,140 @@ impl ConfigPane {
         self.selected = (self.selected as i32 + delta).clamp(0, n - 1) as usize;
     }
 
-    pub fn draw(&self, f: &mut Frame, area: Rect, config: &RunConfig, path: &Path) {
+    pub fn draw(&self, f: &mut Frame, area: Rect, config: &RunConfig, path: &Path, theme: &Theme) {
         let [list, help] =
-            Layout::vertical([Constraint::Min(3), Constraint::Length(4)]).areas(area);
+            Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(area);
         let current =
             toml::Value::try_from(config).unwrap_or(toml::Value::Table(Default::default()));
         let defaults = defaults();
         let height = list.height.saturating_sub(2) as usize;
-        let first = self.selected.saturating_sub(height.saturating_sub(1) / 2);
-        let mut lines = Vec::new();
+        let mut lines: Vec<(usize, Line)> = Vec::new();
         let mut last_section = "";
         for (i, field) in FIELDS.iter().enumerate() {
             if field.section != last_section {
                 last_section = field.section;
                 lines.push((
                     i,
-                    Line::styled(
-                        format!("[{}]", field.section),
-                        Style::default()
-                            .fg(Color::Cyan)
-                            .add_modifier(Modifier::BOLD),
-                    ),
+                    Line::styled(format!("[{}]", field.section), theme.accent),
                 ));
             }
             let value = value_of(&current, field.section, field.key);
             let default = value_of(&defaults, field.section, field.key);
             let changed = value.is_some() && value != default;
-            let shown = value
-                .clone()
-                .or(default.map(|d| format!("{d} (default)")))
-                .unwrap_or_else(|| "—".into());
-            let mut style = Style::default();
-            if changed {
-                style = style.fg(Color::Yellow);
-            }
+            let shown = match (&self.editing, i == self.selected) {
+                (Some(text), true) => format!("{text}▏"),
+                _ => value
+                    .clone()
+                    .or(default.map(|d| format!("{d} (default)")))
+                    .unwrap_or_else(|| "— (not set)".into()),
+            };
+            let mut key_style = if changed { theme.changed } else { theme.text };
             if i == self.selected {
-                style = style.add_modifier(Modifier::REVERSED);
+                key_style = key_style.patch(theme.selected);
             }
             lines.push((
                 i,
                 Line::from(vec![
-                    Span::raw(if changed { " * " } else { "   " }),
-                    Span::styled(format!("{:<30}", field.key), style),
-                    Span::raw(format!(" {shown}")),
+                    Span::styled(if changed { " * " } else { "   " }, theme.changed),
+                    Span::styled(format!("{:<30}", field.key), key_style),
+                    Span::styled(
+                        format!(" {shown}"),
+                        if changed { theme.changed } else { theme.dim },
+                    ),
                 ]),
             ));
         }
-        let start = lines
+        // Keep the selection in view, with its section header when possible.
+        let sel_line = lines
             .iter()
-            .position(|(i, _)| *i >= first)
-            .unwrap_or(0)
-            .saturating_sub(1);
-        let visible: Vec<Line> = lines.into_iter().skip(start).map(|(_, l)| l).collect();
+            .position(|(i, l)| *i == self.selected && !l.spans.is_empty() && l.spans.len() > 1)
+            .unwrap_or(0);
+        let start = sel_line
+            .saturating_sub(height / 2)
+            .min(lines.len().saturating_sub(height));
+        let visible: Vec<Line> = lines
+            .into_iter()
+            .skip(start)
+            .take(height)
+            .map(|(_, l)| l)
+            .collect();
+        let title = format!(
+            " {}{} — * differs from the default ",
+            path.display(),
+            if self.dirty {
+                " (unsaved: s saves)"
+            } else {
+                ""
+            }
+        );
         f.render_widget(
             Paragraph::new(visible).block(
                 Block::default()
                     .borders(Borders::ALL)
-                    .title(format!(" {} — * differs from the default ", path.display())),
+                    .border_style(theme.border)
+                    .title(title),
             ),
             list,
         );
         let field = &FIELDS[self.selected];
+        let mut text = vec![Line::styled(field.help, theme.text)];
+        if let Some(e) = &self.error {
+            text.push(Line::styled(
+                format!("✗ {e} (nothing changed)"),
+                theme.error,
+            ));
+        } else if self.editing.is_some() {
+            text.push(Line::styled(
+                "Enter applies (checked like the file), Esc cancels, empty = default",
+                theme.dim,
+            ));
+        }
         f.render_widget(
-            Paragraph::new(field.help).wrap(Wrap { trim: true }).block(
+            Paragraph::new(text).wrap(Wrap { trim: true }).block(
                 Block::default()
                     .borders(Borders::ALL)
+                    .border_style(theme.border)
                     .title(format!(" [{}] {} ", field.section, field.key)),
             ),
             help,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RunConfig {
+        RunConfig::parse(
+            "[model]\nsource = \"default\"\n[lora]\nr = 8\n",
+            Path::new("t.toml"),
+        )
+        .expect("config")
+    }
+
+    #[test]
+    fn good_edit_changes_the_value() {
+        let c = apply_edit(&base(), "lora", "r", "16").expect("valid");
+        assert_eq!(c.lora.expect("lora").r, 16);
+        let c = apply_edit(&base(), "training", "packing", "true").expect("valid");
+        assert!(c.training.packing);
+    }
+
+    #[test]
+    fn bad_edits_are_refused_with_the_key() {
+        let e = apply_edit(&base(), "lora", "r", "-3").expect_err("negative rank");
+        assert!(e.contains("r") && e.contains("positive"), "{e}");
+        let e = apply_edit(&base(), "lora", "r", "eight").expect_err("not TOML");
+        assert!(e.contains("not a TOML value"), "{e}");
+        let e = apply_edit(&base(), "quantization", "bnb_4bit_quant_type", "\"nf8\"")
+            .expect_err("bad enum");
+        assert!(e.contains("bnb_4bit_quant_type"), "{e}");
+    }
+
+    #[test]
+    fn empty_edit_restores_the_default() {
+        let c = apply_edit(&base(), "lora", "r", "").expect("default");
+        assert_eq!(c.lora.expect("lora").r, 8);
     }
 }

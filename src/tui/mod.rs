@@ -3,10 +3,15 @@
 //! terminal is restored on every exit, panic included.
 
 mod app;
+mod batches;
 mod chat;
 mod config_pane;
+mod data_pane;
+pub mod keys;
+pub mod theme;
 
 pub use app::{App, Pane};
+pub use chat::Turn;
 
 use crate::config::RunConfig;
 use crate::engine::Engine;
