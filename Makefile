@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Torch-heavy tests share two cores badly: run them one at a time.
 export RUST_TEST_THREADS := 1
 
-.PHONY: run test setup build model lint fixtures
+.PHONY: run test setup build model lint fixtures peft-check
 
 run: setup build
 	target/release/ftui --config $(CONFIG)
@@ -57,3 +57,8 @@ fixtures: $(VENV)/.installed $(MODEL)
 	$(PYTHON) tools/make_lora_fixtures.py
 	$(PYTHON) tools/make_data_fixtures.py
 	$(PYTHON) tools/make_quant_fixtures.py
+
+# An adapter written by ftui, loaded by peft: same logits within 1e-3.
+peft-check: $(VENV)/.installed
+	cargo test --release --test lora ftui_adapter_for_the_peft_check
+	$(PYTHON) tools/check_ftui_adapter.py target/tmp/peft-check/adapter --expected target/tmp/peft-check/logits.safetensors --key logits

@@ -400,3 +400,84 @@ fn adapter_flag_changes_scores_and_bad_adapters_fail_cleanly() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("adapter_config.json"), "{}", stderr(&o));
 }
+
+#[test]
+fn inspect_json_prints_one_batch_per_line_with_the_contract_keys() {
+    let home = tempfile::tempdir().expect("tmp");
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/ftui.toml");
+    let o = ftui(
+        &[
+            "inspect",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--batches",
+            "3",
+            "--json",
+        ],
+        home.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).expect("one JSON object per line");
+        let ids = v["input_ids"].as_array().expect("input_ids");
+        let labels = v["labels"].as_array().expect("labels");
+        assert_eq!(ids.len(), 8, "per_device_train_batch_size rows");
+        assert_eq!(
+            ids[0].as_array().expect("row").len(),
+            labels[0].as_array().expect("row").len()
+        );
+        assert!(v["attention_mask"].is_array());
+        assert!(v["position_ids"].is_null());
+    }
+}
+
+#[test]
+fn inspect_strict_and_broken_data_fail_with_the_cause() {
+    let home = tempfile::tempdir().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = home.path().join("short.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\nsource = \"default\"\n[data]\nsource = {:?}\nformat = \"prompt_completion\"\ncolumns = {{ sentence = \"prompt\", translation_extra = \"completion\" }}\n[training]\nmax_length = 40\n",
+            root.join("sample-data/yoda_sentences.jsonl").display().to_string()
+        ),
+    )
+    .expect("write");
+    let o = ftui(
+        &[
+            "inspect",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--strict",
+            "--json",
+        ],
+        home.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("truncated") && stderr(&o).contains("max_length"),
+        "{}",
+        stderr(&o)
+    );
+    let broken = root.join("tests/fixtures/data/broken.jsonl");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\nsource = \"default\"\n[data]\nsource = {:?}\n",
+            broken.display().to_string()
+        ),
+    )
+    .expect("write");
+    let o = ftui(
+        &["inspect", "--config", cfg.to_str().expect("utf8")],
+        home.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("broken.jsonl:"), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+}

@@ -252,3 +252,48 @@ fn bad_adapter_folders_name_the_file() {
     .expect_err("wrong arch");
     assert!(e.to_string().contains("adapter_model.safetensors"), "{e}");
 }
+
+/// Writes an ftui adapter (random weights, seeded) and ftui's logits with it to
+/// `target/tmp/peft-check/`, for `make peft-check`, which loads the adapter with
+/// peft (tools/check_ftui_adapter.py) and compares. Here: the files are complete.
+#[test]
+fn ftui_adapter_for_the_peft_check() {
+    let e = expected();
+    let mut m = load("llama");
+    let t = trainable();
+    let mut cfg = config_of(&t["fixtures"]["peft-llama"]["config"]);
+    cfg.init_lora_weights = ftui::config::InitLoraWeights::Flag(false);
+    lora::add_adapter(&mut m.model, "ftui", &cfg, 7).expect("add");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("peft-check");
+    let adapter = dir.join("adapter");
+    lora::save_adapter(
+        &mut m.model,
+        "ftui",
+        &lora::AdapterSpec::from_config(&cfg),
+        "tests/fixtures/models/llama",
+        &adapter,
+    )
+    .expect("save");
+    let logits = m
+        .model
+        .forward(&e["input_ids"], Some(&e["attention_mask"]), None, None)
+        .expect("fwd");
+    let out = dir.join("logits.safetensors");
+    Tensor::write_safetensors(
+        &[
+            ("input_ids", &e["input_ids"]),
+            ("attention_mask", &e["attention_mask"]),
+            ("logits", &logits),
+        ],
+        &out,
+    )
+    .expect("write");
+    assert!(
+        adapter.join("adapter_config.json").is_file()
+            && adapter.join("adapter_model.safetensors").is_file()
+    );
+    assert!(
+        diff(&m, &e, "base.logits") > 1e-2,
+        "the random adapter changes the logits"
+    );
+}
