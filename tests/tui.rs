@@ -3,7 +3,7 @@
 //! UPDATE_SNAPSHOTS=1 to rewrite them after a deliberate change), and key-driven
 //! tests for navigation, config edits and the quit confirmation.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ftui::config::RunConfig;
 use ftui::engine::{Command, Engine, Event};
 use ftui::model::load::{load_tokenizer, ModelSource};
@@ -79,6 +79,10 @@ fn render(app: &App, w: u16, h: u16) -> String {
     }
     // Filters: nothing machine-specific may reach a snapshot.
     out.replace(&root().display().to_string(), "<root>")
+        .replace(
+            &ftui::tui::keys::KeyMap::path().display().to_string(),
+            "<keys.toml>",
+        )
 }
 
 fn check_snapshot(name: &str, text: &str) {
@@ -141,6 +145,14 @@ fn tab_and_number_keys_move_between_panes() {
     assert_eq!(a.pane, Pane::Chat);
     key(&engine, &mut a, KeyCode::Char('3'));
     assert_eq!(a.pane, Pane::Batches);
+    // A click on the tab bar selects the tab under the pointer.
+    a.on_mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column: 14,
+        row: 0,
+        modifiers: KeyModifiers::NONE,
+    });
+    assert_eq!(a.pane, Pane::Data);
     key(&engine, &mut a, KeyCode::Char('?'));
     assert!(a.show_help);
     key(&engine, &mut a, KeyCode::Char('x'));

@@ -4,11 +4,14 @@ use super::batches::{BatchRequest, BatchesPane};
 use super::chat::ChatPane;
 use super::config_pane::{ConfigPane, ConfigRequest};
 use super::data_pane::DataPane;
+use super::keys::{Action, KeyMap};
 use super::theme::Theme;
 use crate::config::RunConfig;
 use crate::dataview::DataView;
 use crate::engine::{Command, Engine, Event, ModelInfo};
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
@@ -33,25 +36,33 @@ impl Pane {
             Pane::Chat => "Chat",
         }
     }
-    fn bindings(self) -> &'static [Binding] {
+    /// Every action the pane answers to (for the key map and the help screen).
+    fn actions(self) -> &'static [Action] {
         match self {
-            Pane::Config => ConfigPane::BINDINGS,
-            Pane::Data => super::data_pane::DataPane::BINDINGS,
-            Pane::Batches => BatchesPane::BINDINGS,
-            Pane::Chat => ChatPane::BINDINGS,
+            Pane::Config => ConfigPane::ACTIONS,
+            Pane::Data => DataPane::ACTIONS,
+            Pane::Batches => BatchesPane::ACTIONS,
+            Pane::Chat => ChatPane::ACTIONS,
+        }
+    }
+    /// The few the hint bar shows.
+    fn hints(self) -> &'static [Action] {
+        match self {
+            Pane::Config => ConfigPane::HINTS,
+            Pane::Data => DataPane::HINTS,
+            Pane::Batches => BatchesPane::HINTS,
+            Pane::Chat => ChatPane::HINTS,
         }
     }
 }
 
-/// A key and what it does, for the hint bar and the help screen.
-pub type Binding = (&'static str, &'static str);
-
-const GLOBAL_KEYS: &[Binding] = &[
-    ("Tab/Shift-Tab", "next/previous pane"),
-    ("1-4", "go to pane"),
-    ("t", "next theme (dark, light, high-contrast)"),
-    ("?", "help for every key"),
-    ("q / Ctrl-C", "quit (asks while the engine is busy)"),
+/// Actions available in every pane.
+const GLOBAL_ACTIONS: &[Action] = &[
+    Action::NextPane,
+    Action::PrevPane,
+    Action::CycleTheme,
+    Action::Help,
+    Action::Quit,
 ];
 
 pub struct App {
@@ -69,6 +80,7 @@ pub struct App {
     pub quit: bool,
     pub theme: Theme,
     pub theme_name: String,
+    pub keys: KeyMap,
     pub config_pane: ConfigPane,
     pub data_pane: DataPane,
     pub batches: BatchesPane,
@@ -79,13 +91,17 @@ impl App {
     pub fn new(config: RunConfig, config_path: PathBuf) -> Self {
         let chat = ChatPane::new(&config);
         let theme_name = config.ui.theme.clone();
-        let (theme, status) = match Theme::load(&theme_name) {
+        let (theme, mut status) = match Theme::load(&theme_name) {
             Ok(t) => (t, None),
             Err(e) => (
                 Theme::default(),
                 Some((format!("theme: {e}; using dark"), true)),
             ),
         };
+        let keys = KeyMap::load().unwrap_or_else(|e| {
+            status = Some((format!("{e}; using the default keys"), true));
+            KeyMap::default()
+        });
         App {
             config_pane: ConfigPane::default(),
             data_pane: DataPane::default(),
@@ -105,6 +121,7 @@ impl App {
             quit: false,
             theme,
             theme_name,
+            keys,
         }
     }
 
@@ -175,24 +192,25 @@ impl App {
             Pane::Batches => false,
         };
         if !typing {
-            match key.code {
-                KeyCode::Char('q') => return self.request_quit(engine),
-                KeyCode::Char('?') => {
+            match self.keys.action(&key, GLOBAL_ACTIONS) {
+                Some(Action::Quit) => return self.request_quit(engine),
+                Some(Action::Help) => {
                     self.show_help = true;
                     return;
                 }
-                KeyCode::Tab => return self.pane = next(self.pane, 1),
-                KeyCode::BackTab => return self.pane = next(self.pane, Pane::ALL.len() - 1),
-                KeyCode::Char(c @ '1'..='4') => {
-                    self.pane = Pane::ALL[c as usize - '1' as usize];
-                    return;
-                }
-                KeyCode::Char('t') => return self.cycle_theme(),
+                Some(Action::NextPane) => return self.pane = next(self.pane, 1),
+                Some(Action::PrevPane) => return self.pane = next(self.pane, Pane::ALL.len() - 1),
+                Some(Action::CycleTheme) => return self.cycle_theme(),
                 _ => {}
             }
+            if let KeyCode::Char(c @ '1'..='4') = key.code {
+                self.pane = Pane::ALL[c as usize - '1' as usize];
+                return;
+            }
         }
+        let action = self.keys.action(&key, self.pane.actions());
         match self.pane {
-            Pane::Config => match self.config_pane.on_key(key, &mut self.config) {
+            Pane::Config => match self.config_pane.on_key(key, action, &mut self.config) {
                 ConfigRequest::Changed => {
                     self.status = Some(("changed (s saves the file)".into(), false));
                     self.prepare(engine);
@@ -200,11 +218,11 @@ impl App {
                 ConfigRequest::Save => self.save(),
                 ConfigRequest::None => {}
             },
-            Pane::Data => self.data_pane.on_key(key, self.data.as_ref()),
+            Pane::Data => self.data_pane.on_key(key, action, self.data.as_ref()),
             Pane::Batches => {
                 if self
                     .batches
-                    .on_key(key, self.data.as_ref(), &mut self.config)
+                    .on_key(action, self.data.as_ref(), &mut self.config)
                     == BatchRequest::Reprepare
                 {
                     self.config_pane.dirty = true;
@@ -212,11 +230,11 @@ impl App {
                 }
             }
             Pane::Chat => {
-                if key.code == KeyCode::Char('a') && !self.chat.editing {
+                if action == Some(Action::ToggleAdapter) && !self.chat.editing {
                     self.toggle_adapter(engine);
                 } else {
                     let adapter = self.adapter();
-                    self.chat.on_key(key, engine, adapter.as_deref());
+                    self.chat.on_key(key, action, engine, adapter.as_deref());
                 }
             }
         }
@@ -272,6 +290,19 @@ impl App {
         let delta = match m.kind {
             MouseEventKind::ScrollDown => 3,
             MouseEventKind::ScrollUp => -3,
+            MouseEventKind::Down(MouseButton::Left) if m.row == 0 => {
+                // The tab bar: " 1 Config │ 2 Data & template │ ..."
+                let mut x = 0u16;
+                for (i, p) in Pane::ALL.iter().enumerate() {
+                    let width = format!("{} {}", i + 1, p.title()).chars().count() as u16 + 2;
+                    if m.column < x + width {
+                        self.pane = *p;
+                        return;
+                    }
+                    x += width + 1;
+                }
+                return;
+            }
             _ => return,
         };
         match self.pane {
@@ -373,13 +404,13 @@ impl App {
         f.render_widget(Paragraph::new(self.status_line()), status);
         let keys: Vec<Span> = self
             .pane
-            .bindings()
+            .hints()
             .iter()
-            .chain([("?", "help"), ("q", "quit")].iter())
-            .flat_map(|(k, d)| {
+            .chain([Action::Help, Action::Quit].iter())
+            .flat_map(|&a| {
                 [
-                    Span::styled(format!(" {k} "), t.key_hint_key),
-                    Span::styled(format!(" {d} "), t.key_hint_text),
+                    Span::styled(format!(" {} ", self.keys.label(a)), t.key_hint_key),
+                    Span::styled(format!(" {} ", a.description()), t.key_hint_text),
                 ]
             })
             .collect();
@@ -446,28 +477,45 @@ impl App {
 
     fn draw_help(&self, f: &mut Frame) {
         let t = &self.theme;
-        let area = centered(f.area(), 72, 34);
-        let mut lines = vec![Line::styled("Everywhere", t.accent)];
-        for (k, d) in GLOBAL_KEYS {
-            lines.push(Line::styled(format!("  {k:<16} {d}"), t.text));
-        }
-        for p in Pane::ALL {
-            lines.push(Line::styled(p.title(), t.accent));
-            for (k, d) in p.bindings() {
-                lines.push(Line::styled(format!("  {k:<16} {d}"), t.text));
-            }
-        }
-        lines.push(Line::styled("Any key closes this help.", t.dim));
-        f.render_widget(Clear, area);
-        f.render_widget(
-            Paragraph::new(lines).block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(t.border_focused)
-                    .title(" Keys "),
-            ),
-            area,
+        let area = centered(f.area(), 110, 36);
+        let row = |k: String, d: &str| Line::styled(format!("  {k:<12} {d}"), t.text);
+        let section = |p: Pane| {
+            let mut lines = vec![Line::styled(p.title(), t.accent)];
+            lines.extend(
+                p.actions()
+                    .iter()
+                    .map(|&a| row(self.keys.label(a), a.description())),
+            );
+            lines
+        };
+        let mut left = vec![Line::styled("Everywhere", t.accent)];
+        left.extend(
+            GLOBAL_ACTIONS
+                .iter()
+                .map(|&a| row(self.keys.label(a), a.description())),
         );
+        left.push(row("1-4".into(), "go to pane"));
+        left.push(row("Ctrl-C".into(), "quit (asks while the engine is busy)"));
+        left.extend(section(Pane::Config));
+        left.extend(section(Pane::Data));
+        let mut right = section(Pane::Batches);
+        right.extend(section(Pane::Chat));
+        right.push(Line::styled("Any key closes this help.", t.dim));
+        right.push(Line::styled(
+            format!("Keys: {}", KeyMap::path().display()),
+            t.dim,
+        ));
+        f.render_widget(Clear, area);
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_style(t.border_focused)
+            .title(" Keys ");
+        let inner = block.inner(area);
+        f.render_widget(block, area);
+        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .areas(inner);
+        f.render_widget(Paragraph::new(left), l);
+        f.render_widget(Paragraph::new(right), r);
     }
 }
 

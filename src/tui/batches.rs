@@ -4,12 +4,11 @@
 //! id, label and position id are spelled out. Masking mode, packing, padding
 //! side and max_length can be switched here and the batch is rebuilt at once.
 
-use super::app::Binding;
+use super::keys::Action;
 use super::theme::Theme;
 use crate::collate::{collate, Batch, IGNORE};
 use crate::config::{PackingStrategy, PaddingSide, RunConfig};
 use crate::dataview::DataView;
-use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -97,13 +96,28 @@ fn kinds(b: &Batch, row: usize) -> Vec<TokenKind> {
 }
 
 impl BatchesPane {
-    pub const BINDINGS: &'static [Binding] = &[
-        ("n/N", "next/previous batch"),
-        ("←/→ ↑/↓", "select token / row"),
-        ("m", "masking mode"),
-        ("p", "packing: off, bfd, wrapped"),
-        ("d", "padding side"),
-        ("+/-", "max_length ±16"),
+    pub const ACTIONS: &'static [Action] = &[
+        Action::NextBatch,
+        Action::PrevBatch,
+        Action::Left,
+        Action::Right,
+        Action::Up,
+        Action::Down,
+        Action::Home,
+        Action::End,
+        Action::CycleMasking,
+        Action::CyclePacking,
+        Action::CyclePadding,
+        Action::LongerMaxLength,
+        Action::ShorterMaxLength,
+    ];
+    pub const HINTS: &'static [Action] = &[
+        Action::NextBatch,
+        Action::Right,
+        Action::CycleMasking,
+        Action::CyclePacking,
+        Action::CyclePadding,
+        Action::LongerMaxLength,
     ];
 
     fn batch_count(view: &DataView) -> usize {
@@ -119,31 +133,31 @@ impl BatchesPane {
 
     pub fn on_key(
         &mut self,
-        key: KeyEvent,
+        action: Option<Action>,
         view: Option<&DataView>,
         config: &mut RunConfig,
     ) -> BatchRequest {
-        match key.code {
-            KeyCode::Char('m') => {
+        match action {
+            Some(Action::CycleMasking) => {
                 cycle_masking(config);
                 return BatchRequest::Reprepare;
             }
-            KeyCode::Char('p') => {
+            Some(Action::CyclePacking) => {
                 cycle_packing(config);
                 return BatchRequest::Reprepare;
             }
-            KeyCode::Char('d') => {
+            Some(Action::CyclePadding) => {
                 config.template.padding_side = match config.template.padding_side {
                     PaddingSide::Right => PaddingSide::Left,
                     PaddingSide::Left => PaddingSide::Right,
                 };
                 return BatchRequest::Reprepare;
             }
-            KeyCode::Char('+') => {
+            Some(Action::LongerMaxLength) => {
                 config.training.max_length += 16;
                 return BatchRequest::Reprepare;
             }
-            KeyCode::Char('-') => {
+            Some(Action::ShorterMaxLength) => {
                 config.training.max_length = config.training.max_length.saturating_sub(16).max(16);
                 return BatchRequest::Reprepare;
             }
@@ -157,27 +171,23 @@ impl BatchesPane {
         };
         let rows = b.input_ids.len();
         let width = b.input_ids.first().map_or(0, Vec::len);
-        match key.code {
-            KeyCode::Char('n') | KeyCode::Char(']') => {
+        match action {
+            Some(Action::NextBatch) => {
                 self.batch = (self.batch + 1).min(Self::batch_count(view).saturating_sub(1));
                 self.row = 0;
                 self.token = 0;
             }
-            KeyCode::Char('N') | KeyCode::Char('[') => {
+            Some(Action::PrevBatch) => {
                 self.batch = self.batch.saturating_sub(1);
                 self.row = 0;
                 self.token = 0;
             }
-            KeyCode::Right | KeyCode::Char('l') => {
-                self.token = (self.token + 1).min(width.saturating_sub(1))
-            }
-            KeyCode::Left | KeyCode::Char('h') => self.token = self.token.saturating_sub(1),
-            KeyCode::Down | KeyCode::Char('j') => {
-                self.row = (self.row + 1).min(rows.saturating_sub(1))
-            }
-            KeyCode::Up | KeyCode::Char('k') => self.row = self.row.saturating_sub(1),
-            KeyCode::Home | KeyCode::Char('g') => self.token = 0,
-            KeyCode::End | KeyCode::Char('G') => self.token = width.saturating_sub(1),
+            Some(Action::Right) => self.token = (self.token + 1).min(width.saturating_sub(1)),
+            Some(Action::Left) => self.token = self.token.saturating_sub(1),
+            Some(Action::Down) => self.row = (self.row + 1).min(rows.saturating_sub(1)),
+            Some(Action::Up) => self.row = self.row.saturating_sub(1),
+            Some(Action::Home) => self.token = 0,
+            Some(Action::End) => self.token = width.saturating_sub(1),
             _ => {}
         }
         BatchRequest::None

@@ -3,7 +3,7 @@
 //! side-by-side mode that sends each message to the base model and to the model
 //! with its adapter.
 
-use super::app::Binding;
+use super::keys::Action;
 use super::theme::Theme;
 use crate::config::RunConfig;
 use crate::engine::{Command, Engine, GenerationResult, Prompt};
@@ -46,13 +46,23 @@ pub struct ChatPane {
 }
 
 impl ChatPane {
-    pub const BINDINGS: &'static [Binding] = &[
-        ("i/Enter", "type a message (Enter sends)"),
-        ("Esc", "stop typing / stop generating"),
-        ("a", "adapter on/off"),
-        ("b", "side by side: base and adapter"),
-        ("P", "show the exact prompt text"),
-        ("c", "clear the conversation"),
+    pub const ACTIONS: &'static [Action] = &[
+        Action::Edit,
+        Action::Select,
+        Action::StopGeneration,
+        Action::ToggleAdapter,
+        Action::SideBySide,
+        Action::ShowPrompt,
+        Action::ClearChat,
+        Action::Up,
+        Action::Down,
+    ];
+    pub const HINTS: &'static [Action] = &[
+        Action::Edit,
+        Action::StopGeneration,
+        Action::ToggleAdapter,
+        Action::SideBySide,
+        Action::ShowPrompt,
     ];
 
     pub fn new(config: &RunConfig) -> Self {
@@ -83,7 +93,13 @@ impl ChatPane {
 
     /// Handles a key; `adapter` is the adapter to compare against in
     /// side-by-side mode (the loaded one), if any.
-    pub fn on_key(&mut self, key: KeyEvent, engine: &Engine, adapter: Option<&str>) {
+    pub fn on_key(
+        &mut self,
+        key: KeyEvent,
+        action: Option<Action>,
+        engine: &Engine,
+        adapter: Option<&str>,
+    ) {
         if self.editing {
             match key.code {
                 KeyCode::Enter => self.send(engine, adapter),
@@ -96,17 +112,17 @@ impl ChatPane {
             }
             return;
         }
-        match key.code {
-            KeyCode::Char('i') | KeyCode::Enter => self.editing = true,
-            KeyCode::Esc if self.is_generating() => engine.cancel(),
-            KeyCode::Char('P') => self.show_prompt = !self.show_prompt,
-            KeyCode::Char('b') => self.side_by_side = !self.side_by_side,
-            KeyCode::Char('c') if !self.is_generating() => {
+        match action {
+            Some(Action::Edit | Action::Select) => self.editing = true,
+            Some(Action::StopGeneration) if self.is_generating() => engine.cancel(),
+            Some(Action::ShowPrompt) => self.show_prompt = !self.show_prompt,
+            Some(Action::SideBySide) => self.side_by_side = !self.side_by_side,
+            Some(Action::ClearChat) if !self.is_generating() => {
                 self.turns.clear();
                 self.last_prompt = None;
             }
-            KeyCode::Up => self.scroll(-1),
-            KeyCode::Down => self.scroll(1),
+            Some(Action::Up) => self.scroll(-1),
+            Some(Action::Down) => self.scroll(1),
             _ => {}
         }
     }

@@ -4,7 +4,7 @@
 //! validation as loading, and a bad value shows its error and changes nothing.
 //! `s` writes the file atomically.
 
-use super::app::Binding;
+use super::keys::Action;
 use super::theme::Theme;
 use crate::config::{RunConfig, FIELDS};
 use crossterm::event::{KeyCode, KeyEvent};
@@ -82,18 +82,31 @@ pub fn apply_edit(
 }
 
 impl ConfigPane {
-    pub const BINDINGS: &'static [Binding] = &[
-        ("↑/↓ j/k", "select key"),
-        ("Enter/e", "edit the value"),
-        ("s", "save the file"),
+    pub const ACTIONS: &'static [Action] = &[
+        Action::Up,
+        Action::Down,
+        Action::PageUp,
+        Action::PageDown,
+        Action::Home,
+        Action::End,
+        Action::Edit,
+        Action::Select,
+        Action::Save,
     ];
+    /// The actions the hint bar shows.
+    pub const HINTS: &'static [Action] = &[Action::Down, Action::Edit, Action::Save];
 
     /// Whether the pane takes plain characters (typing a value).
     pub fn captures(&self) -> bool {
         self.editing.is_some()
     }
 
-    pub fn on_key(&mut self, key: KeyEvent, config: &mut RunConfig) -> ConfigRequest {
+    pub fn on_key(
+        &mut self,
+        key: KeyEvent,
+        action: Option<Action>,
+        config: &mut RunConfig,
+    ) -> ConfigRequest {
         if let Some(text) = &mut self.editing {
             match key.code {
                 KeyCode::Esc => self.editing = None,
@@ -118,14 +131,14 @@ impl ConfigPane {
             }
             return ConfigRequest::None;
         }
-        match key.code {
-            KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
-            KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
-            KeyCode::PageDown => self.move_by(10),
-            KeyCode::PageUp => self.move_by(-10),
-            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
-            KeyCode::End | KeyCode::Char('G') => self.selected = FIELDS.len() - 1,
-            KeyCode::Enter | KeyCode::Char('e') => {
+        match action {
+            Some(Action::Down) => self.move_by(1),
+            Some(Action::Up) => self.move_by(-1),
+            Some(Action::PageDown) => self.move_by(10),
+            Some(Action::PageUp) => self.move_by(-10),
+            Some(Action::Home) => self.selected = 0,
+            Some(Action::End) => self.selected = FIELDS.len() - 1,
+            Some(Action::Edit | Action::Select) => {
                 let f = &FIELDS[self.selected];
                 let current = toml::Value::try_from(&*config).ok();
                 self.editing = Some(
@@ -135,7 +148,7 @@ impl ConfigPane {
                 );
                 self.error = None;
             }
-            KeyCode::Char('s') => return ConfigRequest::Save,
+            Some(Action::Save) => return ConfigRequest::Save,
             _ => {}
         }
         ConfigRequest::None

@@ -4,7 +4,7 @@
 //! length histogram, truncated and empty-label counts, PAD==EOS and stop-token
 //! warnings.
 
-use super::app::Binding;
+use super::keys::Action;
 use super::theme::Theme;
 use crate::dataview::DataView;
 use crossterm::event::{KeyCode, KeyEvent};
@@ -22,11 +22,16 @@ pub struct DataPane {
 }
 
 impl DataPane {
-    pub const BINDINGS: &'static [Binding] = &[
-        ("↑/↓ j/k", "select example"),
-        ("/", "search"),
-        ("PgUp/PgDn", "scroll the example"),
+    pub const ACTIONS: &'static [Action] = &[
+        Action::Up,
+        Action::Down,
+        Action::Home,
+        Action::End,
+        Action::PageUp,
+        Action::PageDown,
+        Action::Search,
     ];
+    pub const HINTS: &'static [Action] = &[Action::Down, Action::Search, Action::PageDown];
 
     /// Indexes of the examples matching the search.
     pub fn visible(&self, view: &DataView) -> Vec<usize> {
@@ -44,7 +49,7 @@ impl DataPane {
         self.searching
     }
 
-    pub fn on_key(&mut self, key: KeyEvent, view: Option<&DataView>) {
+    pub fn on_key(&mut self, key: KeyEvent, action: Option<Action>, view: Option<&DataView>) {
         if self.searching {
             match key.code {
                 KeyCode::Enter | KeyCode::Esc => self.searching = false,
@@ -58,23 +63,23 @@ impl DataPane {
             return;
         }
         let n = view.map_or(0, |v| self.visible(v).len());
-        match key.code {
-            KeyCode::Char('/') => {
+        match action {
+            Some(Action::Search) => {
                 self.searching = true;
                 self.search.clear();
             }
-            KeyCode::Down | KeyCode::Char('j') => {
+            Some(Action::Down) => {
                 self.selected = (self.selected + 1).min(n.saturating_sub(1));
                 self.detail_scroll = 0;
             }
-            KeyCode::Up | KeyCode::Char('k') => {
+            Some(Action::Up) => {
                 self.selected = self.selected.saturating_sub(1);
                 self.detail_scroll = 0;
             }
-            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
-            KeyCode::End | KeyCode::Char('G') => self.selected = n.saturating_sub(1),
-            KeyCode::PageDown => self.detail_scroll += 5,
-            KeyCode::PageUp => self.detail_scroll = self.detail_scroll.saturating_sub(5),
+            Some(Action::Home) => self.selected = 0,
+            Some(Action::End) => self.selected = n.saturating_sub(1),
+            Some(Action::PageDown) => self.detail_scroll += 5,
+            Some(Action::PageUp) => self.detail_scroll = self.detail_scroll.saturating_sub(5),
             _ => {}
         }
     }
