@@ -255,14 +255,7 @@ impl Worker {
                 let device = crate::device::parse_device(&device).map_err(|e| e.to_string())?;
                 let src = ModelSource::parse(&source).map_err(|e| e.to_string())?;
                 self.send(Event::Log(format!("loading {source}")));
-                let events = self.events.clone();
-                let mut progress = |file: &str, done: u64, total: u64| {
-                    let _ = events.send(Event::Progress {
-                        task: format!("download {file}"),
-                        done,
-                        total,
-                    });
-                };
+                let mut progress = download_progress(&self.events);
                 let opts = LoadOptions {
                     dtype,
                     device,
@@ -343,14 +336,7 @@ impl Worker {
                     .clone()
                     .ok_or("the config has no [data] section: add one to see the dataset")?;
                 if self.dataset.as_ref().is_none_or(|(c, _)| *c != data_cfg) {
-                    let events = self.events.clone();
-                    let mut progress = |file: &str, done: u64, total: u64| {
-                        let _ = events.send(Event::Progress {
-                            task: format!("download {file}"),
-                            done,
-                            total,
-                        });
-                    };
+                    let mut progress = download_progress(&self.events);
                     let d = crate::data::load_dataset(&data_cfg, &mut progress)
                         .map_err(|e| e.to_string())?;
                     self.dataset = Some((data_cfg, d));
@@ -373,6 +359,18 @@ impl Worker {
             }
             Command::Shutdown => Ok(()),
         }
+    }
+}
+
+/// A download-progress callback that reports to the UI as events.
+fn download_progress(events: &Sender<Event>) -> impl FnMut(&str, u64, u64) {
+    let events = events.clone();
+    move |file, done, total| {
+        let _ = events.send(Event::Progress {
+            task: format!("download {file}"),
+            done,
+            total,
+        });
     }
 }
 

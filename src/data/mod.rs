@@ -29,9 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use minijinja::syntax::SyntaxConfig;
-use minijinja::value::ValueKind;
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use minijinja::{Environment, UndefinedBehavior};
 use serde_json::{Map, Value};
 
 use crate::config::{DataConfig, DataFormat, OnBadRecord};
@@ -888,27 +886,10 @@ const TEMPLATE_NAME: &str = "formatting_template";
 
 impl FormattingTemplate {
     fn new(source: &str) -> Result<Self, DataError> {
-        let mut env = Environment::new();
-        if let Ok(syntax) = SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(true)
-            .keep_trailing_newline(false)
-            .build()
-        {
-            env.set_syntax(syntax);
-        }
+        // Chat-template rules (whitespace, Python-style printing and string
+        // methods), but a missing column is an error, not an empty string.
+        let mut env = crate::template::environment();
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
-        env.set_auto_escape_callback(|_| AutoEscape::None);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        // None, True and False print as Python prints them.
-        env.set_formatter(|out, state, value| match value.kind() {
-            ValueKind::None => out.write_str("None").map_err(minijinja::Error::from),
-            ValueKind::Bool if value.is_true() => {
-                out.write_str("True").map_err(minijinja::Error::from)
-            }
-            ValueKind::Bool => out.write_str("False").map_err(minijinja::Error::from),
-            _ => minijinja::escape_formatter(out, state, value),
-        });
         env.add_template_owned(TEMPLATE_NAME, source.replace("\r\n", "\n"))
             .map_err(|e| DataError::Config {
                 key: TEMPLATE_NAME.into(),

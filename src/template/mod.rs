@@ -610,7 +610,9 @@ fn find_endraw(rest: &str, after_open: usize) -> usize {
 // ---------------------------------------------------------------------------------
 // The environment.
 
-fn environment() -> Environment<'static> {
+/// A minijinja environment set up as transformers sets up Jinja2 for chat
+/// templates; the dataset's `formatting_template` uses it too.
+pub(crate) fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     // Whitespace exactly as transformers sets up Jinja2 (keep_trailing_newline stays
     // off, Jinja2's default). The builder cannot fail with the default delimiters.
