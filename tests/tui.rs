@@ -250,3 +250,38 @@ fn quit_asks_while_the_engine_is_busy() {
     key(&engine, &mut a, KeyCode::Char('y'));
     assert!(a.quit);
 }
+
+#[test]
+fn keys_are_handled_at_once_while_the_engine_loads_a_model() {
+    // The UI thread never waits on the engine: with a model loading, each key
+    // and the redraw after it take far less than the 100 ms budget.
+    let engine = Engine::start();
+    let mut a = app();
+    engine.send(Command::LoadModel {
+        source: "default".into(),
+        dtype: ftui::config::DType::Float32,
+        device: "cpu".into(),
+        attn: ftui::config::AttnImplementation::Sdpa,
+        quantization: None,
+    });
+    let mut t = Terminal::new(TestBackend::new(100, 30)).expect("terminal");
+    let mut worst = std::time::Duration::ZERO;
+    for code in [
+        KeyCode::Tab,
+        KeyCode::Tab,
+        KeyCode::Char('n'),
+        KeyCode::Tab,
+        KeyCode::Char('1'),
+        KeyCode::Char('j'),
+    ] {
+        assert!(engine.is_busy(), "the engine should still be loading");
+        let start = std::time::Instant::now();
+        key(&engine, &mut a, code);
+        t.draw(|f| a.draw(f)).expect("draw");
+        worst = worst.max(start.elapsed());
+    }
+    assert!(
+        worst < std::time::Duration::from_millis(100),
+        "slowest key took {worst:?}"
+    );
+}
