@@ -213,6 +213,7 @@ impl App {
             Pane::Config => match self.config_pane.on_key(key, action, &mut self.config) {
                 ConfigRequest::Changed => {
                     self.status = Some(("changed (s saves the file)".into(), false));
+                    self.chat.apply_config(&self.config);
                     self.prepare(engine);
                 }
                 ConfigRequest::Save => self.save(),

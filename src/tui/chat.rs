@@ -82,6 +82,25 @@ impl ChatPane {
         }
     }
 
+    /// Takes up `[generation]` and the system prompt after a config edit.
+    pub fn apply_config(&mut self, config: &RunConfig) {
+        self.params = (&config.generation).into();
+        self.system_prompt = config.data.as_ref().and_then(|d| d.system_prompt.clone());
+    }
+
+    /// The sampling settings in a few words, for the title.
+    fn sampling(&self) -> String {
+        let p = &self.params;
+        if p.temperature == 0.0 {
+            format!("greedy, ≤{} tokens", p.max_new_tokens)
+        } else {
+            format!(
+                "T={} top-p={} top-k={}, ≤{} tokens",
+                p.temperature, p.top_p, p.top_k, p.max_new_tokens
+            )
+        }
+    }
+
     pub fn is_generating(&self) -> bool {
         !self.pending.is_empty()
     }
@@ -264,7 +283,7 @@ impl ChatPane {
                 s.new_tokens,
                 s.tokens_per_second()
             ),
-            _ => String::new(),
+            _ => self.sampling(),
         };
         let block = |title: String| {
             Block::default()
