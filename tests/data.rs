@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Env, FakeHub, Kind};
+use common::{Env, FakeHub, RepoType};
 use ftui::config::{DataConfig, DataFormat, OnBadRecord};
 use ftui::data::{load_dataset, read_records, split, Dataset, Example, RawData};
 use serde_json::{json, Value};
@@ -404,7 +404,7 @@ fn hub_files() -> Vec<(String, Vec<u8>)> {
 fn hub_dataset_download_cache_and_offline() {
     let env = Env::clean();
     let hub = FakeHub::start();
-    hub.publish(Kind::Dataset, DATASET, COMMIT, hub_files());
+    hub.publish(RepoType::Dataset, DATASET, COMMIT, hub_files());
     let tmp = tempfile::tempdir().expect("tempdir");
     let cache = tmp.path().join("hub-cache");
     env.set("HF_ENDPOINT", hub.endpoint());
@@ -510,12 +510,12 @@ fn hub_multi_config_datasets() {
     let hub = FakeHub::start();
     let train = hub_files().swap_remove(0).1;
     hub.publish(
-        Kind::Dataset,
+        RepoType::Dataset,
         "test-org/multi",
         COMMIT,
         vec![
-            ("main/train-00000-of-00001.parquet".into(), train.clone()),
-            ("socratic/train-00000-of-00001.parquet".into(), train),
+            ("main/train-00000-of-00001.parquet", train.clone()),
+            ("socratic/train-00000-of-00001.parquet", train),
         ],
     );
     let tmp = tempfile::tempdir().expect("tempdir");
