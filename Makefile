@@ -57,8 +57,12 @@ fixtures: $(VENV)/.installed $(MODEL)
 	$(PYTHON) tools/make_lora_fixtures.py
 	$(PYTHON) tools/make_data_fixtures.py
 	$(PYTHON) tools/make_quant_fixtures.py
+	$(MAKE) peft-check
 
-# An adapter written by ftui, loaded by peft: same logits within 1e-3.
+# An adapter written by ftui, loaded by peft: same logits within 1e-3. The
+# adapter and peft's logits with it become fixtures that tests/lora.rs checks.
 peft-check: $(VENV)/.installed
 	cargo test --release --test lora ftui_adapter_for_the_peft_check
-	$(PYTHON) tools/check_ftui_adapter.py target/tmp/peft-check/adapter --expected target/tmp/peft-check/logits.safetensors --key logits
+	rm -rf tests/fixtures/lora/ftui-llama
+	cp -r target/tmp/peft-check/adapter tests/fixtures/lora/ftui-llama
+	$(PYTHON) tools/check_ftui_adapter.py tests/fixtures/lora/ftui-llama --expected target/tmp/peft-check/logits.safetensors --key logits --save tests/fixtures/lora/ftui-llama-peft-logits.safetensors

@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
     about = "A terminal workbench for LoRA/QLoRA fine-tuning of language models"
 )]
 pub struct Cli {
-    /// Run configuration for the workbench.
-    #[arg(long, global = true, default_value = "sample-data/ftui.toml")]
-    pub config: PathBuf,
+    /// Run configuration: the workbench's (default sample-data/ftui.toml) and
+    /// inspect's; generate, score and bench take its [quantization].
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Cmd>,
 }
@@ -34,9 +35,6 @@ pub enum Cmd {
     Template(TemplateArgs),
     /// Show the collated training batches: token ids, labels, masks, positions.
     Inspect {
-        /// Run configuration (its [model], [data], [template] and [training]).
-        #[arg(long = "config", id = "inspect_config")]
-        config: Option<PathBuf>,
         /// How many batches to show.
         #[arg(long, default_value_t = 1)]
         batches: usize,
@@ -88,10 +86,13 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// The `[quantization]` settings the flags ask for.
-    fn quantization(&self) -> Result<Option<crate::config::QuantizationConfig>, Failure> {
+    /// The `[quantization]` settings the flags ask for, else the config's.
+    fn quantization(
+        &self,
+        config: Option<crate::config::QuantizationConfig>,
+    ) -> Result<Option<crate::config::QuantizationConfig>, Failure> {
         if !self.load_in_4bit && !self.load_in_8bit {
-            return Ok(None);
+            return Ok(config);
         }
         let text = format!(
             "load_in_4bit = {}\nload_in_8bit = {}\nbnb_4bit_quant_type = {:?}\nbnb_4bit_use_double_quant = {}\n",
@@ -244,14 +245,18 @@ fn read_messages(path: &Path) -> Result<Vec<serde_json::Value>, Failure> {
 }
 
 /// Loads the model on a fresh engine, showing download progress on stderr.
-fn engine_with_model(m: &ModelArgs, quiet: bool) -> Result<Engine, Failure> {
+fn engine_with_model(
+    m: &ModelArgs,
+    quant: Option<crate::config::QuantizationConfig>,
+    quiet: bool,
+) -> Result<Engine, Failure> {
     let engine = Engine::start();
     engine.send(Command::LoadModel {
         source: m.model.clone(),
         dtype: m.dtype,
         device: m.device.clone(),
         attn: m.attn,
-        quantization: m.quantization()?,
+        quantization: m.quantization(quant)?,
     });
     wait(&engine, quiet, |e| {
         matches!(e, Event::ModelLoaded(_)).then_some(())
@@ -307,7 +312,16 @@ fn prompt_of(input: &InputArgs) -> Result<Prompt, Failure> {
     }
 }
 
-pub fn run(cmd: Cmd) -> Result<(), Failure> {
+/// The workbench's config when none is given.
+pub const DEFAULT_CONFIG: &str = "sample-data/ftui.toml";
+
+pub fn run(cmd: Cmd, config: Option<&Path>) -> Result<(), Failure> {
+    // generate, score and bench take [quantization] from a given config.
+    let run_config = match (&cmd, config) {
+        (Cmd::Generate(_) | Cmd::Score(_) | Cmd::Bench(_), Some(path)) => Some(load_config(path)?),
+        _ => None,
+    };
+    let quant = run_config.as_ref().and_then(|c| c.quantization.clone());
     match cmd {
         Cmd::Doctor { json } => {
             let r = crate::doctor::report();
@@ -320,24 +334,23 @@ pub fn run(cmd: Cmd) -> Result<(), Failure> {
         }
         Cmd::Template(a) => template(a),
         Cmd::Inspect {
-            config,
             batches,
             strict,
             json,
         } => inspect(
-            &config.unwrap_or_else(|| PathBuf::from("sample-data/ftui.toml")),
+            config.unwrap_or(Path::new(DEFAULT_CONFIG)),
             batches,
             strict,
             json,
         ),
-        Cmd::Generate(a) => generate(a),
+        Cmd::Generate(a) => generate(a, quant),
         Cmd::Score(a) => {
             let prompt = match (&a.text, &a.messages) {
                 (Some(t), _) => Prompt::Text(t.clone()),
                 (None, Some(f)) => Prompt::Messages(read_messages(f)?),
                 (None, None) => return Err("give --text TEXT or --messages FILE.json".into()),
             };
-            let engine = engine_with_model(&a.model, a.json)?;
+            let engine = engine_with_model(&a.model, quant, a.json)?;
             engine.send(Command::Score { prompt });
             let s = wait(&engine, a.json, |e| match e {
                 Event::Scored(s) => Some(s.clone()),
@@ -364,7 +377,7 @@ pub fn run(cmd: Cmd) -> Result<(), Failure> {
             prompt_tokens,
             repeats,
             json,
-        }) => bench_generate(&model, tokens, prompt_tokens, repeats, json),
+        }) => bench_generate(&model, quant, tokens, prompt_tokens, repeats, json),
     }
 }
 
@@ -397,9 +410,12 @@ fn template(a: TemplateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn generate(a: GenerateArgs) -> Result<(), Failure> {
+fn generate(
+    a: GenerateArgs,
+    quant: Option<crate::config::QuantizationConfig>,
+) -> Result<(), Failure> {
     let prompt = prompt_of(&a.input)?;
-    let engine = engine_with_model(&a.model, a.json)?;
+    let engine = engine_with_model(&a.model, quant, a.json)?;
     let params = SamplingParams {
         max_new_tokens: a.max_new_tokens,
         temperature: a.temperature,
@@ -453,12 +469,13 @@ fn generate(a: GenerateArgs) -> Result<(), Failure> {
 
 fn bench_generate(
     m: &ModelArgs,
+    quant: Option<crate::config::QuantizationConfig>,
     tokens: usize,
     prompt_tokens: usize,
     repeats: usize,
     json: bool,
 ) -> Result<(), Failure> {
-    let engine = engine_with_model(m, json)?;
+    let engine = engine_with_model(m, quant, json)?;
     // A fixed prompt of the asked length; bench/transformers_generate.py uses the same ids.
     let prompt: Vec<u32> = (0..prompt_tokens as u32)
         .map(|i| 1000 + (i * 37) % 5000)

@@ -481,3 +481,50 @@ fn inspect_strict_and_broken_data_fail_with_the_cause() {
     assert!(e.contains("broken.jsonl:"), "{e}");
     assert_eq!(e.lines().count(), 1, "{e}");
 }
+
+#[test]
+fn generate_and_score_take_quantization_from_the_config() {
+    let home = tempfile::tempdir().expect("tmp");
+    let model = fixture("llama");
+    let cfg = home.path().join("q.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\nsource = {:?}\n[quantization]\nload_in_4bit = true\nbnb_4bit_quant_type = \"nf4\"\n",
+            model.display().to_string()
+        ),
+    )
+    .expect("write");
+    let nll = |extra: &[&str]| {
+        let mut args = vec![
+            "score",
+            "--model",
+            model.to_str().expect("utf8"),
+            "--text",
+            "Strong in you, the Force is.",
+            "--device",
+            "cpu",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = ftui(&args, home.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["mean_nll"].as_f64().expect("nll")
+    };
+    let dense = nll(&[]);
+    let from_config = nll(&["--config", cfg.to_str().expect("utf8")]);
+    let from_flags = nll(&["--load-in-4bit", "--quant-type", "nf4"]);
+    assert!(
+        (dense - from_config).abs() > 1e-6,
+        "NF4 changed nothing: {dense}"
+    );
+    assert!(
+        (dense - from_config).abs() < 0.5,
+        "NF4 is far off: {dense} vs {from_config}"
+    );
+    assert_eq!(
+        from_config, from_flags,
+        "the config and the flags mean the same"
+    );
+}

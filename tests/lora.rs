@@ -255,7 +255,8 @@ fn bad_adapter_folders_name_the_file() {
 
 /// Writes an ftui adapter (random weights, seeded) and ftui's logits with it to
 /// `target/tmp/peft-check/`, for `make peft-check`, which loads the adapter with
-/// peft (tools/check_ftui_adapter.py) and compares. Here: the files are complete.
+/// peft (tools/check_ftui_adapter.py), compares, and keeps the adapter and peft's
+/// logits as fixtures. Here: the adapter written now is the committed one.
 #[test]
 fn ftui_adapter_for_the_peft_check() {
     let e = expected();
@@ -296,4 +297,33 @@ fn ftui_adapter_for_the_peft_check() {
         diff(&m, &e, "base.logits") > 1e-2,
         "the random adapter changes the logits"
     );
+    let committed = root().join("tests/fixtures/lora/ftui-llama");
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        assert_eq!(
+            std::fs::read(adapter.join(f)).expect("written"),
+            std::fs::read(committed.join(f)).expect("committed"),
+            "{f}: ftui no longer writes the adapter peft was checked on; run `make peft-check`"
+        );
+    }
+}
+
+#[test]
+fn ftui_adapter_gives_in_ftui_the_logits_peft_gives() {
+    // tests/fixtures/lora/ftui-llama was written by ftui; peft loaded it and
+    // recorded its logits (make peft-check).
+    let peft: HashMap<String, Tensor> = Tensor::read_safetensors(
+        root().join("tests/fixtures/lora/ftui-llama-peft-logits.safetensors"),
+    )
+    .expect("peft logits")
+    .into_iter()
+    .collect();
+    let mut m = load("llama");
+    lora::load_adapter(
+        &mut m.model,
+        &root().join("tests/fixtures/lora/ftui-llama"),
+        "ftui",
+    )
+    .expect("adapter");
+    let d = diff(&m, &peft, "logits");
+    assert!(d < 1e-3, "ftui vs peft on ftui's adapter: {d}");
 }

@@ -8,8 +8,13 @@ fn main() {
     let log_file = ftui::logging::init();
     log::info!("ftui {} starting", env!("CARGO_PKG_VERSION"));
     let result = match args.command {
-        Some(cmd) => cli::run(cmd),
-        None => workbench(&args.config, log_file),
+        Some(cmd) => cli::run(cmd, args.config.as_deref()),
+        None => workbench(
+            args.config
+                .as_deref()
+                .unwrap_or(std::path::Path::new(cli::DEFAULT_CONFIG)),
+            log_file,
+        ),
     };
     if let Err(Failure { code, message }) = result {
         log::error!("{message}");
