@@ -9,7 +9,7 @@ use crate::model::load::LoadOptions;
 use crate::model::{load_model, LoadedModel, ModelSource};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -48,6 +48,9 @@ pub enum Command {
     },
     /// Activates a loaded adapter, or none (the base model).
     SetAdapter(Option<String>),
+    /// The chat template conversations are rendered with (`[template]
+    /// chat_template`), or none: the model's own.
+    SetChatTemplate(Option<String>),
     /// Loads the config's dataset (cached while `[data]` is unchanged) and
     /// prepares it with the config's template and training settings.
     PrepareData(Box<crate::config::RunConfig>),
@@ -114,11 +117,30 @@ pub enum Event {
     },
 }
 
+/// Keeps a panic on the engine thread out of the terminal: the engine turns it
+/// into an error event (one line, in the log and the UI); panics elsewhere go to
+/// the hook installed before (which restores the terminal in the workbench).
+pub fn quiet_engine_panics() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some(ENGINE_THREAD) {
+            log::error!("engine panic: {info}");
+        } else {
+            previous(info);
+        }
+    }));
+}
+
+const ENGINE_THREAD: &str = "ftui-engine";
+
 pub struct Engine {
     commands: Sender<Command>,
     pub events: Receiver<Event>,
     cancel: Arc<AtomicBool>,
-    busy: Arc<AtomicBool>,
+    /// Commands sent and not yet finished.
+    pending: Arc<AtomicUsize>,
+    /// Set when the engine is dropped: queued commands are skipped.
+    shutdown: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -127,30 +149,32 @@ impl Engine {
         let (commands, command_rx) = unbounded::<Command>();
         let (event_tx, events) = unbounded::<Event>();
         let cancel = Arc::new(AtomicBool::new(false));
-        let busy = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(AtomicUsize::new(0));
+        let shutdown = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             events: event_tx,
             cancel: cancel.clone(),
             model: None,
             dataset: None,
+            chat_template: None,
         };
-        let busy_flag = busy.clone();
+        let (p, stop) = (pending.clone(), shutdown.clone());
         let handle = std::thread::Builder::new()
-            .name("ftui-engine".into())
-            .spawn(move || worker.run(command_rx, busy_flag))
+            .name(ENGINE_THREAD.into())
+            .spawn(move || worker.run(command_rx, p, stop))
             .ok();
         Engine {
             commands,
             events,
             cancel,
-            busy,
+            pending,
+            shutdown,
             handle,
         }
     }
 
     pub fn send(&self, command: Command) {
-        self.cancel.store(false, Ordering::SeqCst);
-        self.busy.store(true, Ordering::SeqCst);
+        self.pending.fetch_add(1, Ordering::SeqCst);
         let _ = self.commands.send(command);
     }
 
@@ -161,16 +185,22 @@ impl Engine {
 
     /// Whether a command is queued or running.
     pub fn is_busy(&self) -> bool {
-        self.busy.load(Ordering::SeqCst)
+        self.pending.load(Ordering::SeqCst) > 0
     }
 }
 
 impl Drop for Engine {
+    /// Queued commands are skipped and the running one is asked to stop. Waiting
+    /// for it is only worth it when it is quick to end: a download or a model
+    /// load still running is left to the process exit.
     fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::SeqCst);
         self.cancel();
         let _ = self.commands.send(Command::Shutdown);
         if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            if !self.is_busy() {
+                let _ = h.join();
+            }
         }
     }
 }
@@ -181,6 +211,8 @@ struct Worker {
     model: Option<LoadedModel>,
     /// The last dataset read, with the `[data]` settings it was read with.
     dataset: Option<(crate::config::DataConfig, crate::data::Dataset)>,
+    /// `[template] chat_template` for chat prompts.
+    chat_template: Option<String>,
 }
 
 fn task_name(c: &Command) -> &'static str {
@@ -190,6 +222,7 @@ fn task_name(c: &Command) -> &'static str {
         Command::Score { .. } => "score",
         Command::LoadAdapter { .. } => "load adapter",
         Command::SetAdapter(_) => "switch adapter",
+        Command::SetChatTemplate(_) => "set chat template",
         Command::PrepareData(_) => "prepare data",
         Command::Shutdown => "shutdown",
     }
@@ -210,11 +243,18 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 impl Worker {
-    fn run(mut self, commands: Receiver<Command>, busy: Arc<AtomicBool>) {
+    fn run(
+        mut self,
+        commands: Receiver<Command>,
+        pending: Arc<AtomicUsize>,
+        shutdown: Arc<AtomicBool>,
+    ) {
         while let Ok(command) = commands.recv() {
-            if matches!(command, Command::Shutdown) {
+            if matches!(command, Command::Shutdown) || shutdown.load(Ordering::SeqCst) {
                 break;
             }
+            // A cancel is for the command running when it was asked.
+            self.cancel.store(false, Ordering::SeqCst);
             let task = task_name(&command).to_string();
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.handle(command)));
             let error = match result {
@@ -226,9 +266,7 @@ impl Worker {
                 log::error!("{task}: {message}");
                 let _ = self.events.send(Event::Error { task, message });
             }
-            if commands.is_empty() {
-                busy.store(false, Ordering::SeqCst);
-            }
+            pending.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -277,7 +315,7 @@ impl Worker {
                 let m = self.loaded()?;
                 let rendered = prompts
                     .iter()
-                    .map(|p| prompt_ids(m, p))
+                    .map(|p| prompt_ids(m, self.chat_template.as_deref(), p))
                     .collect::<Result<Vec<_>, _>>()?;
                 let ids: Vec<Vec<u32>> = rendered.iter().map(|r| r.1.clone()).collect();
                 let events = self.events.clone();
@@ -309,7 +347,7 @@ impl Worker {
             }
             Command::Score { prompt } => {
                 let m = self.loaded()?;
-                let ids = prompt_ids(m, &prompt)?.1;
+                let ids = prompt_ids(m, self.chat_template.as_deref(), &prompt)?.1;
                 let s = crate::score::score(&m.model, &ids)
                     .map_err(|e| crate::model::torch_message(&e))?;
                 self.send(Event::Scored(s));
@@ -357,6 +395,13 @@ impl Worker {
                 self.send(Event::DataReady(Box::new(view)));
                 Ok(())
             }
+            Command::SetChatTemplate(spec) => {
+                if let Some(s) = &spec {
+                    crate::template::resolve_source(s)?;
+                }
+                self.chat_template = spec;
+                Ok(())
+            }
             Command::Shutdown => Ok(()),
         }
     }
@@ -375,12 +420,16 @@ fn download_progress(events: &Sender<Event>) -> impl FnMut(&str, u64, u64) {
 }
 
 /// The text and token ids a prompt becomes.
-fn prompt_ids(m: &LoadedModel, p: &Prompt) -> Result<(String, Vec<u32>), String> {
+fn prompt_ids(
+    m: &LoadedModel,
+    template: Option<&str>,
+    p: &Prompt,
+) -> Result<(String, Vec<u32>), String> {
     match p {
         Prompt::Text(t) => Ok((t.clone(), m.tokenizer.encode(t, true)?)),
         Prompt::Ids(ids) => Ok((m.tokenizer.decode(ids, false), ids.clone())),
         Prompt::Messages(msgs) => {
-            let text = render_chat(m, msgs, true)?;
+            let text = render_chat(m, template, msgs, true)?;
             // The template already wrote every special token it wants.
             let ids = m.tokenizer.encode(&text, false)?;
             Ok((text, ids))
@@ -388,19 +437,24 @@ fn prompt_ids(m: &LoadedModel, p: &Prompt) -> Result<(String, Vec<u32>), String>
     }
 }
 
-/// Renders a conversation with the model's chat template.
+/// Renders a conversation with `template` (a `[template] chat_template` value:
+/// a built-in name, a file or a template) or else the model's own.
 pub fn render_chat(
     m: &LoadedModel,
+    template: Option<&str>,
     messages: &[serde_json::Value],
     add_generation_prompt: bool,
 ) -> Result<String, String> {
-    let source = m.tokenizer.chat_template.as_deref().ok_or_else(|| {
-        format!(
-            "{}: the model has no chat template; set [template] chat_template (a file or a built-in: chatml, llama3, phi3, mistral, zephyr)",
-            m.name
-        )
-    })?;
-    let t = crate::template::ChatTemplate::new(source, &m.tokenizer.template_specials())
+    let source = match template {
+        Some(spec) => crate::template::resolve_source(spec)?,
+        None => m.tokenizer.chat_template.clone().ok_or_else(|| {
+            format!(
+                "{}: the model has no chat template; set [template] chat_template (a file or a built-in: chatml, llama3, phi3, mistral, zephyr)",
+                m.name
+            )
+        })?,
+    };
+    let t = crate::template::ChatTemplate::new(&source, &m.tokenizer.template_specials())
         .map_err(|e| e.to_string())?;
     t.render(messages, add_generation_prompt)
         .map(|r| r.text)

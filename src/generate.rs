@@ -183,6 +183,9 @@ pub fn generate(
         })
         .collect();
     let mut done = vec![false; b];
+    // Bytes of each row's text already given to `on_text`.
+    let mut streamed = vec![0usize; b];
+    let longest_stop = p.stop_strings.iter().map(String::len).max().unwrap_or(0);
     let mut stats = GenerationStats {
         prompt_tokens: prompts.iter().map(Vec::len).sum(),
         ..Default::default()
@@ -191,21 +194,25 @@ pub fn generate(
     let mut decode_start = start;
     let mut full_input = input.shallow_clone();
     for step in 0..p.max_new_tokens {
-        let logits = match &mut cache {
-            Some(c) => model.forward(
+        let hidden = match &mut cache {
+            Some(c) => model.hidden_states(
                 &input,
                 padded.then_some(&attn),
                 padded.then_some(&positions),
                 Some(c),
             )?,
-            None => model.forward(
+            None => model.hidden_states(
                 &full_input,
                 padded.then_some(&attn),
                 padded.then_some(&full_positions(&attn)?),
                 None,
             )?,
         };
-        let last = logits.f_select(1, -1)?.f_to_kind(Kind::Float)?;
+        // Only the last position's logits are needed (a [B, T, vocab] tensor for
+        // a long prompt can be large).
+        let last = model
+            .logits(&hidden.f_select(1, -1)?)?
+            .f_to_kind(Kind::Float)?;
         let next = next_tokens(&last, &seen, p)?;
         let next_host: Vec<i64> = Vec::<i64>::try_from(&next.f_to_device(tch::Device::Cpu)?)?;
         if step == 0 {
@@ -229,24 +236,31 @@ pub fn generate(
             if let Ok(Some(piece)) = streams[row].step(t) {
                 let before = g.text.len();
                 g.text.push_str(&piece);
-                let mut piece_out = &g.text[before..];
-                if let Some(cut) = p
+                // A stop string may straddle tokens: look back far enough.
+                let from = floor_boundary(&g.text, before.saturating_sub(longest_stop));
+                let stop = p
                     .stop_strings
                     .iter()
-                    .filter_map(|s| {
-                        g.text[before.saturating_sub(s.len())..]
-                            .find(s.as_str())
-                            .map(|i| i + before.saturating_sub(s.len()))
-                    })
-                    .min()
-                {
-                    g.text.truncate(cut);
-                    piece_out = &g.text[before.min(cut)..];
-                    g.finish = FinishReason::StopString;
-                    done[row] = true;
-                }
-                if !on_text(row, piece_out) {
-                    cancelled = true;
+                    .filter_map(|s| g.text[from..].find(s.as_str()).map(|i| from + i))
+                    .min();
+                let ready = match stop {
+                    Some(cut) => {
+                        g.text.truncate(cut);
+                        g.finish = FinishReason::StopString;
+                        done[row] = true;
+                        cut
+                    }
+                    // Hold back what could still become the start of a stop string.
+                    None => floor_boundary(
+                        &g.text,
+                        g.text.len().saturating_sub(longest_stop.saturating_sub(1)),
+                    ),
+                };
+                if ready > streamed[row] {
+                    if !on_text(row, &g.text[streamed[row]..ready]) {
+                        cancelled = true;
+                    }
+                    streamed[row] = ready;
                 }
             }
         }
@@ -281,7 +295,22 @@ pub fn generate(
             .f_add_scalar(1)?;
     }
     stats.decode_seconds = decode_start.elapsed().as_secs_f64();
+    // What was held back for stop strings that never came.
+    for (row, g) in out.iter().enumerate() {
+        if streamed[row] < g.text.len() {
+            on_text(row, &g.text[streamed[row]..]);
+        }
+    }
     Ok((out, stats))
+}
+
+/// The largest char boundary of `s` at or before byte `i`.
+fn floor_boundary(s: &str, i: usize) -> usize {
+    let mut i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// Position ids for a whole left-padded sequence: real tokens count from 0.

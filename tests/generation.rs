@@ -195,17 +195,44 @@ fn stop_strings_and_cancel_end_generation() {
         stop_strings: vec!["7".into()],
         ..SamplingParams::default()
     };
+    let mut streamed = String::new();
     let (out, _) = generate(
         &m.model,
         &m.tokenizer,
         std::slice::from_ref(&prompt),
         &p,
-        &mut |_, _| true,
+        &mut |_, t| {
+            streamed.push_str(t);
+            true
+        },
     )
     .expect("generate");
     if out[0].finish == FinishReason::StopString {
         assert!(!out[0].text.contains('7'), "{}", out[0].text);
     }
+    assert_eq!(
+        streamed, out[0].text,
+        "the stream shows exactly the final text"
+    );
+    // A stop string spanning tokens (", 6"): nothing of it reaches the stream.
+    let p2 = SamplingParams {
+        stop_strings: vec![", 6".into(), "日本".into()],
+        ..p.clone()
+    };
+    let mut streamed = String::new();
+    let (out, _) = generate(
+        &m.model,
+        &m.tokenizer,
+        std::slice::from_ref(&prompt),
+        &p2,
+        &mut |_, t| {
+            streamed.push_str(t);
+            true
+        },
+    )
+    .expect("generate");
+    assert_eq!(streamed, out[0].text);
+    assert!(!out[0].text.contains(", 6"), "{}", out[0].text);
     let mut calls = 0;
     let (cancelled, _) = generate(&m.model, &m.tokenizer, &[prompt], &p, &mut |_, _| {
         calls += 1;

@@ -6,6 +6,7 @@ use ftui::cli::{self, Cli, Failure};
 fn main() {
     let args = Cli::parse();
     let log_file = ftui::logging::init();
+    ftui::engine::quiet_engine_panics();
     log::info!("ftui {} starting", env!("CARGO_PKG_VERSION"));
     let result = match args.command {
         Some(cmd) => cli::run(cmd, args.config.as_deref()),

@@ -31,6 +31,9 @@ use crate::tokenizer::TextTokenizer;
 /// The label of a token that is not trained.
 pub const IGNORE: i64 = -100;
 
+/// Examples per packing batch (`datasets.map`'s default batch size, which trl uses).
+const PACK_BATCH: usize = 1000;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollateOptions {
     pub max_length: usize,
@@ -318,7 +321,9 @@ impl<'a> Preparer<'a> {
             }
             let visible = labels.len().min(self.opts.max_length);
             let trained: Vec<&i64> = labels[..visible].iter().filter(|&&l| l != IGNORE).collect();
-            if trained.is_empty() {
+            // trl drops examples left with nothing to train, except when packing
+            // (they still fill rows there).
+            if trained.is_empty() && !self.opts.packing {
                 report.dropped_no_labels += 1;
                 continue;
             }
@@ -341,10 +346,20 @@ impl<'a> Preparer<'a> {
                 })
                 .collect()
         } else {
-            match self.opts.packing_strategy {
-                PackingStrategy::Bfd => pack::pack_bfd(&kept, self.opts.max_length),
-                PackingStrategy::Wrapped => pack::pack_wrapped(&kept, self.opts.max_length),
+            // trl packs in `datasets.map` batches of 1000 examples: rows never mix
+            // examples from two batches, and each batch ends its own last row.
+            let mut rows = Vec::new();
+            for (c, chunk) in kept.chunks(PACK_BATCH).enumerate() {
+                let mut packed = match self.opts.packing_strategy {
+                    PackingStrategy::Bfd => pack::pack_bfd(chunk, self.opts.max_length),
+                    PackingStrategy::Wrapped => pack::pack_wrapped(chunk, self.opts.max_length),
+                };
+                for r in &mut packed {
+                    r.sources.iter_mut().for_each(|s| *s += c * PACK_BATCH);
+                }
+                rows.extend(packed);
             }
+            rows
         };
         // Sources refer to kept examples; make them refer to the input.
         for (i, r) in rows.iter_mut().enumerate() {
@@ -444,7 +459,9 @@ pub fn collate(rows: &[Row], pad_id: i64, o: &CollateOptions) -> Batch {
         input_ids: Vec::new(),
         labels: Vec::new(),
         attention_mask: Some(Vec::new()),
-        position_ids: None,
+        // Left-padded rows need positions that start at their first real token
+        // (as generate computes them); right padding leaves 0..n as is.
+        position_ids: (o.padding_side == PaddingSide::Left).then(Vec::new),
     };
     for r in rows {
         let pad = width - r.input_ids.len();
@@ -466,6 +483,17 @@ pub fn collate(rows: &[Row], pad_id: i64, o: &CollateOptions) -> Batch {
                 labels = lead(labels, IGNORE);
                 mask = lead(mask, 0);
             }
+        }
+        if let Some(p) = &mut b.position_ids {
+            let mut seen = 0i64;
+            p.push(
+                mask.iter()
+                    .map(|&m| {
+                        seen += m;
+                        (seen - 1).max(0)
+                    })
+                    .collect(),
+            );
         }
         b.input_ids.push(ids);
         b.labels.push(labels);
@@ -531,5 +559,6 @@ mod tests {
         assert_eq!(b.input_ids, vec![vec![9, 1, 2, 3], vec![9, 9, 9, 4]]);
         assert_eq!(b.labels[1], vec![-100, -100, -100, 4]);
         assert_eq!(b.attention_mask.expect("mask")[1], vec![0, 0, 0, 1]);
+        assert_eq!(b.position_ids.expect("positions")[0], vec![0, 0, 1, 2]);
     }
 }

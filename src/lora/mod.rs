@@ -138,6 +138,7 @@ pub fn add_adapter(
     seed: u64,
 ) -> Result<Vec<String>, LoraError> {
     let spec = AdapterSpec::from_config(config);
+    remove_adapter(model, name);
     tch::manual_seed(seed as i64);
     let device = model.device;
     let mut targeted = Vec::new();
@@ -239,6 +240,17 @@ fn attach(
     });
 }
 
+/// Drops adapter `name` from every layer and its module copies.
+pub fn remove_adapter(model: &mut CausalLm, name: &str) {
+    for (_, l) in model.linears_mut() {
+        l.adapters.retain(|a| a.name != name);
+    }
+    model.saved_modules.retain(|m| m.adapter != name);
+    if model.active_adapter.as_deref() == Some(name) {
+        model.active_adapter = None;
+    }
+}
+
 /// Activates adapter `name`, or none (the base model).
 pub fn set_active(model: &mut CausalLm, name: Option<&str>) -> Result<(), LoraError> {
     if let Some(n) = name {
@@ -246,6 +258,13 @@ pub fn set_active(model: &mut CausalLm, name: Option<&str>) -> Result<(), LoraEr
             return Err(LoraError::Config(format!(
                 "no adapter named `{n}` is loaded"
             )));
+        }
+    }
+    // A merged adapter lives in the weights: take it out when it stops being
+    // active, as peft unmerges when adapters are disabled.
+    for other in adapter_names(model) {
+        if Some(other.as_str()) != name {
+            unmerge(model, &other)?;
         }
     }
     for (_, l) in model.linears_mut() {
@@ -315,7 +334,18 @@ pub fn load_adapter(
             format!("peft_type {} is not LORA", v["peft_type"]),
         ));
     }
-    for unsupported in ["use_dora", "fan_in_fan_out"] {
+    for pattern in ["alpha_pattern", "rank_pattern"] {
+        if v.get(pattern)
+            .and_then(Value::as_object)
+            .is_some_and(|o| !o.is_empty())
+        {
+            return Err(file_err(
+                &cfg_path,
+                format!("`{pattern}` (per-layer ranks or alphas) is not supported"),
+            ));
+        }
+    }
+    for unsupported in ["use_dora", "fan_in_fan_out", "lora_bias"] {
         if v.get(unsupported).and_then(Value::as_bool) == Some(true) {
             return Err(file_err(
                 &cfg_path,
@@ -375,18 +405,23 @@ pub fn load_adapter(
         crate::model::weights::WeightSource::safetensors_files(std::slice::from_ref(&weights_path))
             .map_err(|e| file_err(&weights_path, e.to_string()))?;
     let device = model.device;
-    let read = |key: &str| -> Result<Tensor, LoraError> {
-        src.tensor(key, Kind::Float, device)
+    let kind = model.kind;
+    let read = |key: &str, kind: Kind| -> Result<Tensor, LoraError> {
+        src.tensor(key, kind, device)
             .map_err(|e| file_err(&weights_path, e.to_string()))
     };
-    let mut used = 0;
+    // Read and check everything first: a bad file leaves the model as it was.
+    let mut found: Vec<(String, Tensor, Tensor)> = Vec::new();
     for (module, linear) in model.linears_mut() {
         let a_key = format!("base_model.model.{module}.lora_A.weight");
         if !src.contains(&a_key) {
             continue;
         }
-        let a = read(&a_key)?;
-        let b = read(&format!("base_model.model.{module}.lora_B.weight"))?;
+        let a = read(&a_key, Kind::Float)?;
+        let b = read(
+            &format!("base_model.model.{module}.lora_B.weight"),
+            Kind::Float,
+        )?;
         let shape = linear.weight.shape();
         let (out, inp) = (shape[0], shape[1]);
         if a.size() != [spec.r, inp] || b.size() != [out, spec.r] {
@@ -395,26 +430,35 @@ pub fn load_adapter(
                 format!("{module}: adapter shapes {:?}/{:?} do not fit the layer [{out}, {inp}] with r={}", a.size(), b.size(), spec.r),
             ));
         }
-        attach(linear, name, a, b, &spec);
-        used += 2;
+        found.push((module, a, b));
     }
-    if used == 0 {
+    if found.is_empty() {
         return Err(file_err(&weights_path, "no lora_A/lora_B weight matches a layer of this model (is it an adapter for another architecture?)"));
     }
-    model.saved_modules.retain(|m| m.adapter != name);
+    let mut saved = Vec::new();
     for m in &spec.modules_to_save {
         let module = module_name(m);
         let key = format!("base_model.model.{module}.weight");
         if src.contains(&key) {
-            let weight = read(&key)?;
-            model.saved_modules.push(SavedModule {
+            // Full copies keep the model's kind, as peft keeps the module's dtype.
+            saved.push(SavedModule {
                 adapter: name.into(),
                 module,
-                weight,
+                weight: read(&key, kind)?,
             });
-            used += 1;
         }
     }
+    remove_adapter(model, name);
+    let used = 2 * found.len() + saved.len();
+    let mut found = found.into_iter().peekable();
+    for (module, linear) in model.linears_mut() {
+        if found.peek().is_some_and(|(m, _, _)| *m == module) {
+            if let Some((_, a, b)) = found.next() {
+                attach(linear, name, a, b, &spec);
+            }
+        }
+    }
+    model.saved_modules.extend(saved);
     if used < src.names().len() {
         log::warn!(
             "{}: {} tensors were not used",

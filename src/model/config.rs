@@ -52,6 +52,9 @@ pub struct ArchConfig {
     pub bos_token_id: Option<i64>,
     pub eos_token_ids: Vec<i64>,
     pub pad_token_id: Option<i64>,
+    /// Sliding-window attention: each token sees at most this many tokens
+    /// back (itself included), as transformers' sliding-window mask.
+    pub sliding_window: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +184,11 @@ impl ArchConfig {
             bos_token_id: v.get("bos_token_id").and_then(Value::as_i64),
             eos_token_ids: ids(v.get("eos_token_id")),
             pad_token_id: v.get("pad_token_id").and_then(Value::as_i64),
+            // Qwen2 only slides with use_sliding_window; Mistral and Phi-3 when set.
+            sliding_window: v
+                .get("sliding_window")
+                .and_then(Value::as_i64)
+                .filter(|_| arch != Arch::Qwen2 || flag("use_sliding_window", false)),
         })
     }
 

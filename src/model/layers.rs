@@ -33,7 +33,13 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> TchResult<Tensor> {
-        let y = self.weight.linear(x, self.bias.as_ref())?;
+        // Inference takes bitsandbytes' LLM.int8 path (outlier columns kept in
+        // 16 bits) for 8-bit weights; training dequantizes, as bnb does.
+        let y = if self.training {
+            self.weight.linear(x, self.bias.as_ref())?
+        } else {
+            self.weight.linear_inference(x, self.bias.as_ref())?
+        };
         match self.active.and_then(|i| self.adapters.get(i)) {
             Some(a) if !a.merged => y.f_add(&a.delta(x, self.training)?),
             _ => Ok(y),
@@ -174,15 +180,19 @@ impl AttnMask {
     /// - `position_ids` `[B, t]`: where a row's positions restart at 0 a new
     ///   sequence begins (packed rows); tokens attend only within their own
     ///   sequence, like transformers' flash-attention path for packed batches.
+    /// - `window`: sliding-window attention; only matters once the sequence is
+    ///   longer than the window.
     pub fn build(
         attention_mask: Option<&Tensor>,
         position_ids: Option<&Tensor>,
         t: i64,
         past: i64,
+        window: Option<i64>,
         device: Device,
     ) -> TchResult<AttnMask> {
         let packed = position_ids.filter(|_| past == 0 && t > 1);
-        if attention_mask.is_none() && packed.is_none() {
+        let window = window.filter(|&w| past + t > w);
+        if attention_mask.is_none() && packed.is_none() && window.is_none() {
             return Ok(if past == 0 && t > 1 {
                 AttnMask::Causal
             } else if t == 1 {
@@ -192,6 +202,14 @@ impl AttnMask {
             });
         }
         let mut mask = causal(t, past, device)?.f_view([1, 1, t, past + t])?;
+        if let Some(w) = window {
+            // Key j is visible from query i (at position past + i) when j > past + i - w.
+            let q =
+                Tensor::f_arange_start(past, past + t, (Kind::Int64, device))?.f_unsqueeze(1)?;
+            let k = Tensor::f_arange(past + t, (Kind::Int64, device))?.f_unsqueeze(0)?;
+            let band = k.f_gt_tensor(&q.f_sub_scalar(w)?)?;
+            mask = mask.f_logical_and(&band.f_view([1, 1, t, past + t])?)?;
+        }
         if let Some(am) = attention_mask {
             let keys = am.f_to_kind(Kind::Bool)?.f_unsqueeze(1)?.f_unsqueeze(1)?;
             mask = mask.f_logical_and(&keys)?;
@@ -265,4 +283,52 @@ pub fn attention(
     let weights = scores.f_softmax(-1, Kind::Float)?.f_to_kind(q.kind())?;
     let out = weights.f_matmul(&v)?;
     Ok((out, Some(weights)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(m: &AttnMask) -> Vec<Vec<bool>> {
+        let AttnMask::Explicit(t) = m else {
+            panic!("expected an explicit mask, got {m:?}")
+        };
+        let t = t.squeeze();
+        (0..t.size()[0])
+            .map(|i| Vec::<bool>::try_from(&t.get(i)).expect("row"))
+            .collect()
+    }
+
+    #[test]
+    fn sliding_window_keeps_the_last_w_tokens() {
+        let m = AttnMask::build(None, None, 5, 0, Some(2), Device::Cpu).expect("mask");
+        let r = rows(&m);
+        assert_eq!(r[0], vec![true, false, false, false, false]);
+        assert_eq!(r[3], vec![false, false, true, true, false]);
+        assert_eq!(r[4], vec![false, false, false, true, true]);
+        // Shorter than the window: the plain causal fast path.
+        assert!(matches!(
+            AttnMask::build(None, None, 2, 0, Some(2), Device::Cpu).expect("mask"),
+            AttnMask::Causal
+        ));
+        // One new token after 4 cached ones sees the last 2 positions.
+        let m = AttnMask::build(None, None, 1, 4, Some(2), Device::Cpu).expect("mask");
+        assert_eq!(rows_one(&m), vec![false, false, false, true, true]);
+    }
+
+    fn rows_one(m: &AttnMask) -> Vec<bool> {
+        let AttnMask::Explicit(t) = m else {
+            panic!("expected an explicit mask, got {m:?}")
+        };
+        Vec::<bool>::try_from(&t.flatten(0, -1)).expect("row")
+    }
+
+    #[test]
+    fn packed_rows_attend_within_their_sequence() {
+        let pos = Tensor::from_slice(&[0i64, 1, 2, 0, 1]).view([1, 5]);
+        let m = AttnMask::build(None, Some(&pos), 5, 0, None, Device::Cpu).expect("mask");
+        let r = rows(&m);
+        assert_eq!(r[2], vec![true, true, true, false, false]);
+        assert_eq!(r[4], vec![false, false, false, true, true]);
+    }
 }

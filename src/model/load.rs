@@ -231,6 +231,7 @@ fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
         bos_token_id: specials.bos.map(i64::from),
         eos_token_ids: specials.eos.map(i64::from).into_iter().collect(),
         pad_token_id: specials.pad.map(i64::from),
+        sliding_window: None,
     })
 }
 

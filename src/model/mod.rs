@@ -209,7 +209,14 @@ impl CausalLm {
                 &default_pos
             }
         };
-        let mask = AttnMask::build(attention_mask, position_ids, t, past, self.device)?;
+        let mask = AttnMask::build(
+            attention_mask,
+            position_ids,
+            t,
+            past,
+            self.config.sliding_window,
+            self.device,
+        )?;
         let (cos, sin) = self.rope.cos_sin(pos, self.kind)?;
         let embed = self
             .saved_module("model.embed_tokens")

@@ -148,6 +148,9 @@ impl App {
     }
 
     fn prepare(&mut self, engine: &Engine) {
+        engine.send(Command::SetChatTemplate(
+            self.config.template.chat_template.clone(),
+        ));
         if self.config.data.is_some() {
             self.preparing = true;
             engine.send(Command::PrepareData(Box::new(self.config.clone())));
@@ -210,15 +213,24 @@ impl App {
         }
         let action = self.keys.action(&key, self.pane.actions());
         match self.pane {
-            Pane::Config => match self.config_pane.on_key(key, action, &mut self.config) {
-                ConfigRequest::Changed => {
-                    self.status = Some(("changed (s saves the file)".into(), false));
-                    self.chat.apply_config(&self.config);
-                    self.prepare(engine);
+            Pane::Config => {
+                let before = self.config.clone();
+                match self.config_pane.on_key(key, action, &mut self.config) {
+                    ConfigRequest::Changed => {
+                        self.status = Some(("changed (s saves the file)".into(), false));
+                        self.chat.apply_config(&self.config);
+                        if self.config.model != before.model
+                            || self.config.quantization != before.quantization
+                        {
+                            self.start(engine);
+                        } else {
+                            self.prepare(engine);
+                        }
+                    }
+                    ConfigRequest::Save => self.save(),
+                    ConfigRequest::None => {}
                 }
-                ConfigRequest::Save => self.save(),
-                ConfigRequest::None => {}
-            },
+            }
             Pane::Data => self.data_pane.on_key(key, action, self.data.as_ref()),
             Pane::Batches => {
                 if self
@@ -346,10 +358,13 @@ impl App {
             Event::Error { task, message } => {
                 self.engine_state = "ready".into();
                 self.progress = None;
-                if task == "prepare data" {
-                    self.preparing = false;
+                match task.as_str() {
+                    "prepare data" => self.preparing = false,
+                    // The engine dropped the old model before trying the new one.
+                    "load model" => self.model = None,
+                    "generate" => self.chat.on_error(),
+                    _ => {}
                 }
-                self.chat.on_error();
                 self.status = Some((format!("{task} failed: {message}"), true));
             }
         }
@@ -503,7 +518,7 @@ impl App {
         right.extend(section(Pane::Chat));
         right.push(Line::styled("Any key closes this help.", t.dim));
         right.push(Line::styled(
-            format!("Keys: {}", KeyMap::path().display()),
+            "Keys can be changed in keys.toml in the config folder (see ftui doctor).",
             t.dim,
         ));
         f.render_widget(Clear, area);

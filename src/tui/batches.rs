@@ -70,14 +70,14 @@ enum TokenKind {
     Pad,
 }
 
-fn kinds(b: &Batch, row: usize) -> Vec<TokenKind> {
+fn kinds(b: &Batch, row: usize, pad_id: i64) -> Vec<TokenKind> {
     let ids = &b.input_ids[row];
     let mask = b.attention_mask.as_ref().map(|m| &m[row]);
     // Padding-free rows are padded at the end only: the trailing run at position 0.
     let tail = b.position_ids.as_ref().map_or(ids.len(), |p| {
         let p = &p[row];
         let mut t = ids.len();
-        while t > 1 && p[t - 1] == 0 && p[t - 2] == 0 {
+        while t > 1 && p[t - 1] == 0 && p[t - 2] == 0 && ids[t - 1] == pad_id {
             t -= 1;
         }
         t
@@ -282,7 +282,7 @@ impl BatchesPane {
         };
         let mut lines: Vec<Line> = Vec::new();
         for r in 0..b.input_ids.len() {
-            let kinds = kinds(&b, r);
+            let kinds = kinds(&b, r, view.pad_id as i64);
             let mut spans = vec![Span::styled(
                 format!("{r:>2} "),
                 if r == self.row {
@@ -292,7 +292,8 @@ impl BatchesPane {
                 },
             )];
             for (i, &id) in b.input_ids[r].iter().enumerate() {
-                let starts = b.position_ids.as_ref().is_some_and(|p| p[r][i] == 0)
+                let starts = b.attention_mask.is_none()
+                    && b.position_ids.as_ref().is_some_and(|p| p[r][i] == 0)
                     && i > 0
                     && kinds[i] != TokenKind::Pad;
                 if starts {
@@ -347,7 +348,7 @@ impl BatchesPane {
         let mut info = vec![];
         if let (Some(ids), Some(labels)) = (b.input_ids.get(self.row), b.labels.get(self.row)) {
             if let (Some(&id), Some(&label)) = (ids.get(self.token), labels.get(self.token)) {
-                let kind = kinds(&b, self.row)[self.token];
+                let kind = kinds(&b, self.row, view.pad_id as i64)[self.token];
                 let pos = b.position_ids.as_ref().map_or(
                     b.attention_mask.as_ref().map_or(self.token as i64, |m| {
                         m[self.row][..self.token].iter().sum::<i64>()

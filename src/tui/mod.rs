@@ -28,6 +28,8 @@ pub fn run(config: RunConfig, config_path: PathBuf) -> std::io::Result<()> {
 
     // ratatui::init installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::init();
+    // Engine panics become error events; only the UI thread's restore the terminal.
+    crate::engine::quiet_engine_panics();
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
     let (input_tx, input_rx) = unbounded();
     std::thread::Builder::new()
