@@ -219,6 +219,19 @@ fn masking_key_changes_the_batch_view() {
     let after = render(&a, 120, 40);
     assert_ne!(before, after);
     assert!(after.contains("all tokens"), "{after}");
+    // Two changes in a row while the first is being prepared: the second waits
+    // and goes out as one request when the first is done.
+    key(&engine, &mut a, KeyCode::Char('d'));
+    assert!(a.preparing && !a.prepare_again);
+    key(&engine, &mut a, KeyCode::Char('d'));
+    assert!(a.prepare_again, "the second change is held back");
+    a.on_engine(Event::DataReady(Box::new(data_view(&a.config))));
+    a.on_tick(&engine);
+    assert!(
+        a.preparing && !a.prepare_again,
+        "one request for both changes"
+    );
+    a.on_engine(Event::DataReady(Box::new(data_view(&a.config))));
     // Packing flattens the batch into one padding-free row.
     key(&engine, &mut a, KeyCode::Char('p'));
     let view = data_view(&a.config);

@@ -72,6 +72,8 @@ pub struct App {
     pub model: Option<ModelInfo>,
     pub data: Option<DataView>,
     pub preparing: bool,
+    /// The config changed while data was being prepared.
+    pub prepare_again: bool,
     pub engine_state: String,
     pub progress: Option<(String, u64, u64)>,
     pub status: Option<(String, bool)>,
@@ -113,6 +115,7 @@ impl App {
             model: None,
             data: None,
             preparing: false,
+            prepare_again: false,
             engine_state: "idle".into(),
             progress: None,
             status,
@@ -147,7 +150,13 @@ impl App {
         self.prepare(engine);
     }
 
+    /// Asks for the data prepared with the current config. While one request
+    /// runs, further changes wait and are sent as one when it ends.
     fn prepare(&mut self, engine: &Engine) {
+        if self.preparing {
+            self.prepare_again = true;
+            return;
+        }
         engine.send(Command::SetChatTemplate(
             self.config.template.chat_template.clone(),
         ));
@@ -371,6 +380,10 @@ impl App {
     }
 
     pub fn on_tick(&mut self, engine: &Engine) {
+        if self.prepare_again && !self.preparing {
+            self.prepare_again = false;
+            self.prepare(engine);
+        }
         let busy = engine.is_busy();
         if busy && self.engine_state == "ready" {
             self.engine_state = "busy".into();
