@@ -115,3 +115,65 @@ fn packed_row_equals_sequences_run_alone() {
     let d = max_diff(&out, &joined, None);
     assert!(d < 1e-4, "packed vs alone: {d}");
 }
+
+#[test]
+fn sharded_weights_load_like_one_file() {
+    tch::set_num_threads(1);
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = fixture("llama");
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        std::fs::copy(src.join(f), dir.path().join(f)).expect("copy");
+    }
+    let tensors = Tensor::read_safetensors(src.join("model.safetensors")).expect("weights");
+    let half = tensors.len() / 2;
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in [&tensors[..half], &tensors[half..]].iter().enumerate() {
+        let name = format!("model-{:05}-of-00002.safetensors", i + 1);
+        let refs: Vec<(&str, &Tensor)> = part.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        Tensor::write_safetensors(&refs, dir.path().join(&name)).expect("shard");
+        for (n, _) in part.iter() {
+            weight_map.insert(n.clone(), serde_json::Value::String(name.clone()));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .expect("index");
+    let opts = LoadOptions {
+        dtype: DType::Float32,
+        device: Device::Cpu,
+        attn: AttnImplementation::Sdpa,
+        quantization: None,
+    };
+    let sharded = load_model(
+        &ModelSource::Dir(dir.path().to_path_buf()),
+        &opts,
+        &mut |_, _, _| {},
+    )
+    .expect("sharded");
+    let whole = load_model(&ModelSource::Dir(src), &opts, &mut |_, _, _| {}).expect("whole");
+    let ids = Tensor::from_slice(&[5i64, 9, 13, 2, 7]).view([1, 5]);
+    let a = sharded.model.forward(&ids, None, None, None).expect("fwd");
+    let b = whole.model.forward(&ids, None, None, None).expect("fwd");
+    assert!(a.equal(&b));
+    // A shard the index names but the folder lacks is named in the error.
+    std::fs::remove_file(dir.path().join("model-00002-of-00002.safetensors")).expect("rm");
+    let e = load_model(
+        &ModelSource::Dir(dir.path().to_path_buf()),
+        &opts,
+        &mut |_, _, _| {},
+    )
+    .err()
+    .expect("missing shard");
+    assert!(
+        e.to_string().contains("model-00002-of-00002.safetensors"),
+        "{e}"
+    );
+}

@@ -235,38 +235,59 @@ fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
     })
 }
 
-/// The files fetched for a hub model.
+/// The small files a model repo may have beside its weights.
+const REPO_FILES: [&str; 6] = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+];
+
+/// Those of `REPO_FILES` the repo has.
+fn repo_files(listing: &[String]) -> Vec<String> {
+    REPO_FILES
+        .iter()
+        .filter(|f| listing.iter().any(|x| x == *f))
+        .map(|f| f.to_string())
+        .collect()
+}
+
+/// The files fetched first for a hub model: the small files and the weights, or
+/// the shard index (the shards it names are fetched once it is read).
 fn choose_model_files(listing: &[String]) -> Result<Vec<String>, String> {
     let has = |f: &str| listing.iter().any(|x| x == f);
     if !has("config.json") {
         return Err("the repo has no config.json (is it a model repo?)".into());
     }
-    let mut files: Vec<String> = [
-        "config.json",
-        "generation_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "chat_template.jinja",
-    ]
-    .iter()
-    .filter(|f| has(f))
-    .map(|f| f.to_string())
-    .collect();
+    let mut files = repo_files(listing);
     if has("model.safetensors.index.json") {
         files.push("model.safetensors.index.json".into());
-        files.extend(
-            listing
-                .iter()
-                .filter(|f| f.starts_with("model-") && f.ends_with(".safetensors"))
-                .cloned(),
-        );
     } else if has("model.safetensors") {
         files.push("model.safetensors".into());
     } else {
         return Err("the repo has no safetensors weights (model.safetensors or an index)".into());
     }
     Ok(files)
+}
+
+/// The shard files a `model.safetensors.index.json` names.
+pub(crate) fn index_shards(index: &Path) -> Result<Vec<String>, ModelError> {
+    let text =
+        std::fs::read_to_string(index).map_err(|e| ModelError::file(index, e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::file(index, format!("not valid JSON: {e}")))?;
+    let mut shards: Vec<String> = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ModelError::file(index, "has no weight_map".into()))?
+        .values()
+        .filter_map(|f| f.as_str().map(String::from))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
 }
 
 /// Loads a model and its tokenizer. `progress(file, done, total)` reports
@@ -306,6 +327,17 @@ pub fn load_model(
                 .and_then(|p| p.parent())
                 .map(Path::to_path_buf)
                 .ok_or_else(|| ModelError::Other(format!("{}: nothing was downloaded", repo.id)))?;
+            let index = dir.join("model.safetensors.index.json");
+            if index.is_file() {
+                let shards = index_shards(&index)?;
+                crate::hub::fetch(
+                    &settings,
+                    repo,
+                    hf_hub::RepoType::Model,
+                    &|_| Ok(shards.clone()),
+                    progress,
+                )?;
+            }
             load_dir(&dir, format!("{}@{}", repo.id, repo.revision), opts)
         }
     }
@@ -338,20 +370,8 @@ pub fn load_tokenizer(
         ModelSource::Dir(dir) => TextTokenizer::from_dir(dir).map_err(as_model_error),
         ModelSource::Hub(repo) => {
             let settings = HubSettings::from_env();
-            let choose = |listing: &[String]| -> Result<Vec<String>, String> {
-                let files: Vec<String> = [
-                    "config.json",
-                    "generation_config.json",
-                    "tokenizer.json",
-                    "tokenizer_config.json",
-                    "chat_template.jinja",
-                ]
-                .iter()
-                .filter(|f| listing.iter().any(|x| x == *f))
-                .map(|f| f.to_string())
-                .collect();
-                Ok(files)
-            };
+            let choose =
+                |listing: &[String]| -> Result<Vec<String>, String> { Ok(repo_files(listing)) };
             let paths =
                 crate::hub::fetch(&settings, repo, hf_hub::RepoType::Model, &choose, progress)?;
             let dir = paths.first().and_then(|p| p.parent()).ok_or_else(|| {

@@ -56,21 +56,10 @@ impl WeightSource {
     pub fn safetensors_dir(dir: &Path) -> Result<Self, ModelError> {
         let index_path = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index_path.is_file() {
-            let text = std::fs::read_to_string(&index_path)
-                .map_err(|e| ModelError::file(&index_path, e.to_string()))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| ModelError::file(&index_path, format!("not valid JSON: {e}")))?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| ModelError::file(&index_path, "has no weight_map".into()))?;
-            let mut shards: Vec<String> = map
-                .values()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect();
-            shards.sort();
-            shards.dedup();
-            shards.into_iter().map(|s| dir.join(s)).collect()
+            super::load::index_shards(&index_path)?
+                .into_iter()
+                .map(|s| dir.join(s))
+                .collect()
         } else {
             let single = dir.join("model.safetensors");
             if single.is_file() {
