@@ -23,6 +23,25 @@ fn fixture(arch: &str) -> PathBuf {
         .join(arch)
 }
 
+/// `ftui score --json` on `text` (plus `extra` arguments): the mean NLL.
+fn mean_nll(home: &Path, model: &Path, text: &str, extra: &[&str]) -> f64 {
+    let mut args = vec![
+        "score",
+        "--model",
+        model.to_str().expect("utf8"),
+        "--text",
+        text,
+        "--device",
+        "cpu",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let o = ftui(&args, home);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    v["mean_nll"].as_f64().expect("nll")
+}
+
 /// A copy of the llama fixture that a test may damage.
 fn copy_fixture(dir: &Path) -> PathBuf {
     let dst = dir.join("model");
@@ -360,23 +379,7 @@ fn adapter_flag_changes_scores_and_bad_adapters_fail_cleanly() {
     let home = tempfile::tempdir().expect("tmp");
     let model = fixture("llama");
     let adapter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora/peft-llama");
-    let score = |extra: &[&str]| {
-        let mut args = vec![
-            "score",
-            "--model",
-            model.to_str().expect("utf8"),
-            "--text",
-            "Strong in you",
-            "--device",
-            "cpu",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let o = ftui(&args, home.path());
-        assert!(o.status.success(), "{}", stderr(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-        v["mean_nll"].as_f64().expect("nll")
-    };
+    let score = |extra: &[&str]| mean_nll(home.path(), &model, "Strong in you", extra);
     let base = score(&[]);
     let tuned = score(&["--adapter", adapter.to_str().expect("utf8")]);
     assert!(
@@ -495,23 +498,7 @@ fn generate_and_score_take_quantization_from_the_config() {
         ),
     )
     .expect("write");
-    let nll = |extra: &[&str]| {
-        let mut args = vec![
-            "score",
-            "--model",
-            model.to_str().expect("utf8"),
-            "--text",
-            "Strong in you, the Force is.",
-            "--device",
-            "cpu",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let o = ftui(&args, home.path());
-        assert!(o.status.success(), "{}", stderr(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-        v["mean_nll"].as_f64().expect("nll")
-    };
+    let nll = |extra: &[&str]| mean_nll(home.path(), &model, "Strong in you, the Force is.", extra);
     let dense = nll(&[]);
     let from_config = nll(&["--config", cfg.to_str().expect("utf8")]);
     let from_flags = nll(&["--load-in-4bit", "--quant-type", "nf4"]);
