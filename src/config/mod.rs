@@ -37,6 +37,17 @@ pub enum ConfigError {
     },
 }
 
+/// The 1-based line holding byte `offset` of `text` (for errors in TOML files:
+/// the run config, themes, key maps).
+pub fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {

@@ -3,10 +3,7 @@
 use super::{InitLoraWeights, RunConfig, TargetModules};
 use std::ops::Range;
 
-/// The 1-based line of a byte offset.
-fn line_at(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
+use super::line_at;
 
 /// The `[section]` header in force at a byte offset.
 fn section_at(text: &str, offset: usize) -> Option<String> {

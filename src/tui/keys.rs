@@ -361,12 +361,12 @@ impl KeyMap {
     pub fn from_toml(src: &str, file: &Path) -> Result<KeyMap, KeysError> {
         let doc = DeTable::parse(src).map_err(|e| KeysError::Syntax {
             file: file.to_path_buf(),
-            line: e.span().map_or(1, |s| line_of(src, s.start)),
+            line: e.span().map_or(1, |s| crate::config::line_at(src, s.start)),
             message: e.message().trim().to_string(),
         })?;
         let invalid = |key: &str, at: usize, message: String| KeysError::Invalid {
             file: file.to_path_buf(),
-            line: line_of(src, at),
+            line: crate::config::line_at(src, at),
             key: key.to_string(),
             message,
         };
@@ -462,16 +462,6 @@ impl KeyMap {
         found.retain(|(_, acts)| acts.len() > 1);
         found
     }
-}
-
-/// The 1-based line holding byte `offset` of `src`.
-fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()
-        .iter()
-        .take(offset)
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]

@@ -249,12 +249,12 @@ impl Theme {
     fn apply_toml(&mut self, src: &str, file: &str) -> Result<(), ThemeError> {
         let doc = DeTable::parse(src).map_err(|e| ThemeError::Syntax {
             file: file.to_string(),
-            line: e.span().map_or(1, |s| line_of(src, s.start)),
+            line: e.span().map_or(1, |s| crate::config::line_at(src, s.start)),
             message: e.message().trim().to_string(),
         })?;
         let invalid = |key: String, at: usize, message: String| ThemeError::Invalid {
             file: file.to_string(),
-            line: line_of(src, at),
+            line: crate::config::line_at(src, at),
             key,
             message,
         };
@@ -362,16 +362,6 @@ fn modifier(name: &str) -> Option<Modifier> {
             _ => return None,
         },
     )
-}
-
-/// The 1-based line holding byte `offset` of `src`.
-fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()
-        .iter()
-        .take(offset)
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]
