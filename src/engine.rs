@@ -300,9 +300,8 @@ impl Worker {
                     attn,
                     quantization,
                 };
-                let mut loaded =
-                    load_model(&src, &opts, &mut progress).map_err(|e| e.to_string())?;
-                let info = model_info(&mut loaded);
+                let loaded = load_model(&src, &opts, &mut progress).map_err(|e| e.to_string())?;
+                let info = model_info(&loaded);
                 self.model = Some(loaded);
                 self.send(Event::ModelLoaded(Box::new(info)));
                 Ok(())
@@ -461,8 +460,8 @@ pub fn render_chat(
         .map_err(|e| e.to_string())
 }
 
-pub fn model_info(m: &mut LoadedModel) -> ModelInfo {
-    let adapters = crate::lora::adapter_names(&mut m.model);
+pub fn model_info(m: &LoadedModel) -> ModelInfo {
+    let adapters = crate::lora::adapter_names(&m.model);
     let s = &m.tokenizer.specials;
     let text = |t: &Option<crate::tokenizer::SpecialToken>| t.as_ref().map(|t| t.text.clone());
     ModelInfo {

@@ -167,10 +167,7 @@ pub fn generate(
         .f_view(shape)?
         .f_to_device(dev)?;
     // Positions count real tokens only, as transformers' generate does.
-    let mut positions = attn
-        .f_cumsum(-1, Kind::Int64)?
-        .f_sub_scalar(1)?
-        .f_clamp_min(0)?;
+    let mut positions = full_positions(&attn)?;
     let mut seen = input.shallow_clone();
     let mut cache = (!p.no_cache).then(|| model.new_cache());
 
@@ -192,7 +189,6 @@ pub fn generate(
     };
     let start = Instant::now();
     let mut decode_start = start;
-    let mut full_input = input.shallow_clone();
     for step in 0..p.max_new_tokens {
         let hidden = match &mut cache {
             Some(c) => model.hidden_states(
@@ -201,12 +197,14 @@ pub fn generate(
                 padded.then_some(&positions),
                 Some(c),
             )?,
-            None => model.hidden_states(
-                &full_input,
-                padded.then_some(&attn),
-                padded.then_some(&full_positions(&attn)?),
-                None,
-            )?,
+            None => {
+                let pos = if padded {
+                    Some(full_positions(&attn)?)
+                } else {
+                    None
+                };
+                model.hidden_states(&seen, padded.then_some(&attn), pos.as_ref(), None)?
+            }
         };
         // Only the last position's logits are needed (a [B, T, vocab] tensor for
         // a long prompt can be large).
@@ -285,14 +283,16 @@ pub fn generate(
             .f_view([b as i64, 1])?
             .f_to_device(dev)?;
         seen = Tensor::f_cat(&[&seen, &input], 1)?;
-        full_input = seen.shallow_clone();
-        attn = Tensor::f_cat(
-            &[&attn, &Tensor::f_ones([b as i64, 1], (Kind::Int64, dev))?],
-            1,
-        )?;
-        positions = positions
-            .f_narrow(1, positions.size()[1] - 1, 1)?
-            .f_add_scalar(1)?;
+        // The mask and positions only reach the model for padded batches.
+        if padded {
+            attn = Tensor::f_cat(
+                &[&attn, &Tensor::f_ones([b as i64, 1], (Kind::Int64, dev))?],
+                1,
+            )?;
+            positions = positions
+                .f_narrow(1, positions.size()[1] - 1, 1)?
+                .f_add_scalar(1)?;
+        }
     }
     stats.decode_seconds = decode_start.elapsed().as_secs_f64();
     // What was held back for stop strings that never came.

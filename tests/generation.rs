@@ -285,7 +285,7 @@ fn default_lora_config_counts_match_peft_on_the_default_model() {
         targeted.len() as u64,
         expected["num_targeted_modules"].as_u64().expect("n")
     );
-    let (trainable, total) = ftui::lora::parameter_counts(&mut m.model, "yoda");
+    let (trainable, total) = ftui::lora::parameter_counts(&m.model, "yoda");
     assert_eq!(Some(trainable), expected["trainable"].as_i64());
     assert_eq!(Some(total), expected["total"].as_i64());
 }

@@ -128,7 +128,7 @@ fn parameter_counts_match_peft() {
             f["num_targeted_modules"].as_u64().expect("n"),
             "{name}"
         );
-        let (tr, total) = lora::parameter_counts(&mut m.model, "new");
+        let (tr, total) = lora::parameter_counts(&m.model, "new");
         assert_eq!(
             (Some(tr), Some(total)),
             (f["trainable"].as_i64(), f["total"].as_i64()),

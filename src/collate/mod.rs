@@ -413,6 +413,52 @@ fn warnings(r: &Report, has_eos: bool) -> Vec<String> {
     w
 }
 
+/// What training does with a token of a collated batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Its label is itself: the loss includes predicting it.
+    Trained,
+    /// Label -100: seen as context, not trained.
+    Masked,
+    /// Padding: ignored.
+    Pad,
+}
+
+/// The kind of every token of row `row` of a batch. Padding-free rows are padded
+/// at the end only (`pad_to_multiple_of`): the trailing run of pad tokens at
+/// position 0.
+pub fn token_kinds(b: &Batch, row: usize, pad_id: i64) -> Vec<TokenKind> {
+    let ids = &b.input_ids[row];
+    let mask = b.attention_mask.as_ref().map(|m| &m[row]);
+    let tail = b.position_ids.as_ref().map_or(ids.len(), |p| {
+        let p = &p[row];
+        let mut t = ids.len();
+        while t > 1 && p[t - 1] == 0 && p[t - 2] == 0 && ids[t - 1] == pad_id {
+            t -= 1;
+        }
+        t
+    });
+    (0..ids.len())
+        .map(|i| {
+            if mask.is_some_and(|m| m[i] == 0) || i >= tail {
+                TokenKind::Pad
+            } else if b.labels[row][i] == IGNORE {
+                TokenKind::Masked
+            } else {
+                TokenKind::Trained
+            }
+        })
+        .collect()
+}
+
+/// Whether token `i` of row `row` starts a packed sequence (padding-free rows).
+pub fn starts_sequence(b: &Batch, row: usize, i: usize, kind: TokenKind) -> bool {
+    b.attention_mask.is_none()
+        && i > 0
+        && kind != TokenKind::Pad
+        && b.position_ids.as_ref().is_some_and(|p| p[row][i] == 0)
+}
+
 fn round_up(n: usize, multiple: Option<usize>) -> usize {
     match multiple {
         Some(m) if m > 1 => n.div_ceil(m) * m,

@@ -2,7 +2,7 @@
 //! to it in training — trained (green), masked (-100, dim), padding (dark),
 //! and where a packed sequence starts (a `▏` mark) — then the pre-flight report.
 
-use super::{Batch, Report, IGNORE};
+use super::{starts_sequence, token_kinds, Batch, Report, TokenKind};
 use crate::tokenizer::TextTokenizer;
 
 const GREEN: &str = "\x1b[32m";
@@ -19,29 +19,16 @@ fn token_text(tok: &TextTokenizer, id: i64) -> String {
 
 pub fn print_batch(b: &Batch, tok: &TextTokenizer, pad_id: u32) {
     for (r, ids) in b.input_ids.iter().enumerate() {
-        let mask = b.attention_mask.as_ref().map(|m| &m[r]);
-        let pos = b.position_ids.as_ref().map(|p| &p[r]);
-        // Padding-free rows are padded at the end only (pad_to_multiple_of): the
-        // trailing run of pad tokens at position 0.
-        let tail = pos.map_or(ids.len(), |p| {
-            let mut t = ids.len();
-            while t > 1 && p[t - 1] == 0 && p[t - 2] == 0 && ids[t - 1] == pad_id as i64 {
-                t -= 1;
-            }
-            t
-        });
+        let kinds = token_kinds(b, r, pad_id as i64);
         let mut line = format!("row {r}: ");
         for (i, &id) in ids.iter().enumerate() {
-            let padding = mask.is_some_and(|m| m[i] == 0) || (pos.is_some() && i >= tail);
-            if pos.is_some_and(|p| p[i] == 0) && i > 0 && !padding {
+            if starts_sequence(b, r, i, kinds[i]) {
                 line.push_str(&format!("{BOUNDARY}▏{RESET}"));
             }
-            let colour = if padding {
-                PAD
-            } else if b.labels[r][i] == IGNORE {
-                DIM
-            } else {
-                GREEN
+            let colour = match kinds[i] {
+                TokenKind::Pad => PAD,
+                TokenKind::Masked => DIM,
+                TokenKind::Trained => GREEN,
             };
             line.push_str(&format!("{colour}{}{RESET}", token_text(tok, id)));
         }

@@ -537,9 +537,7 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
     }
 }
 
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+use crate::template::one_line;
 
 // ---------------------------------------------------------------------------------
 // Columns.

@@ -275,13 +275,13 @@ pub fn set_active(model: &mut CausalLm, name: Option<&str>) -> Result<(), LoraEr
 }
 
 /// Names of the loaded adapters.
-pub fn adapter_names(model: &mut CausalLm) -> Vec<String> {
+pub fn adapter_names(model: &CausalLm) -> Vec<String> {
     let mut names: Vec<String> = model
         .saved_modules
         .iter()
         .map(|m| m.adapter.clone())
         .collect();
-    for (_, l) in model.linears_mut() {
+    for l in model.linears() {
         names.extend(l.adapters.iter().map(|a| a.name.clone()));
     }
     names.sort();
@@ -292,25 +292,22 @@ pub fn adapter_names(model: &mut CausalLm) -> Vec<String> {
 /// Trainable and total parameters with adapter `name`, as peft's
 /// `get_nb_trainable_parameters()` counts them: base weights (tied once) plus
 /// the adapter's A and B and its full module copies.
-pub fn parameter_counts(model: &mut CausalLm, name: &str) -> (i64, i64) {
+pub fn parameter_counts(model: &CausalLm, name: &str) -> (i64, i64) {
     let base = model.num_parameters();
-    let mut trainable: i64 = model
-        .linears_mut()
-        .into_iter()
-        .flat_map(|(_, l)| {
-            l.adapters
-                .iter()
-                .filter(|a| a.name == name)
-                .map(|a| (a.a.numel() + a.b.numel()) as i64)
-                .collect::<Vec<_>>()
-        })
+    let adapters: i64 = model
+        .linears()
+        .iter()
+        .flat_map(|l| l.adapters.iter())
+        .filter(|a| a.name == name)
+        .map(|a| (a.a.numel() + a.b.numel()) as i64)
         .sum();
-    trainable += model
+    let modules: i64 = model
         .saved_modules
         .iter()
         .filter(|m| m.adapter == name)
         .map(|m| m.weight.numel() as i64)
-        .sum::<i64>();
+        .sum();
+    let trainable = adapters + modules;
     (trainable, base + trainable)
 }
 

@@ -42,13 +42,4 @@ impl KvCache {
     pub fn advance(&mut self, t: i64) {
         self.len += t;
     }
-
-    /// Keeps only the batch rows in `rows` (finished prompts leave the batch).
-    pub fn select_rows(&mut self, rows: &Tensor) -> TchResult<()> {
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.f_index_select(0, rows)?;
-            *v = v.f_index_select(0, rows)?;
-        }
-        Ok(())
-    }
 }

@@ -321,8 +321,9 @@ impl CausalLm {
         v
     }
 
-    /// Every linear layer (tied `lm_head` excluded: it is `embed_tokens`).
-    fn linears(&self) -> Vec<&Linear> {
+    /// Every linear layer (tied `lm_head` excluded: it is `embed_tokens`), in
+    /// the order of [`CausalLm::linears_mut`].
+    pub(crate) fn linears(&self) -> Vec<&Linear> {
         let mut v: Vec<&Linear> = Vec::new();
         for layer in &self.layers {
             match &layer.qkv {

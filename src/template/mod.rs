@@ -748,7 +748,8 @@ fn error_message(err: &Error) -> String {
     one_line(&message)
 }
 
-fn one_line(text: &str) -> String {
+/// Text on one line: runs of whitespace (newlines included) become one space.
+pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -6,7 +6,7 @@
 
 use super::keys::Action;
 use super::theme::Theme;
-use crate::collate::{collate, Batch, IGNORE};
+use crate::collate::{collate, starts_sequence, token_kinds, Batch, TokenKind, IGNORE};
 use crate::config::{PackingStrategy, PaddingSide, RunConfig};
 use crate::dataview::DataView;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -60,39 +60,6 @@ fn cycle_packing(c: &mut RunConfig) {
         (true, PackingStrategy::Bfd) => (true, PackingStrategy::Wrapped),
         (true, PackingStrategy::Wrapped) => (false, PackingStrategy::Bfd),
     };
-}
-
-/// Kinds of token, for colour.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum TokenKind {
-    Trained,
-    Masked,
-    Pad,
-}
-
-fn kinds(b: &Batch, row: usize, pad_id: i64) -> Vec<TokenKind> {
-    let ids = &b.input_ids[row];
-    let mask = b.attention_mask.as_ref().map(|m| &m[row]);
-    // Padding-free rows are padded at the end only: the trailing run at position 0.
-    let tail = b.position_ids.as_ref().map_or(ids.len(), |p| {
-        let p = &p[row];
-        let mut t = ids.len();
-        while t > 1 && p[t - 1] == 0 && p[t - 2] == 0 && ids[t - 1] == pad_id {
-            t -= 1;
-        }
-        t
-    });
-    (0..ids.len())
-        .map(|i| {
-            if mask.is_some_and(|m| m[i] == 0) || i >= tail {
-                TokenKind::Pad
-            } else if b.labels[row][i] == IGNORE {
-                TokenKind::Masked
-            } else {
-                TokenKind::Trained
-            }
-        })
-        .collect()
 }
 
 impl BatchesPane {
@@ -281,8 +248,12 @@ impl BatchesPane {
             return;
         };
         let mut lines: Vec<Line> = Vec::new();
+        let mut selected_kind = None;
         for r in 0..b.input_ids.len() {
-            let kinds = kinds(&b, r, view.pad_id as i64);
+            let kinds = token_kinds(&b, r, view.pad_id as i64);
+            if r == self.row {
+                selected_kind = kinds.get(self.token).copied();
+            }
             let mut spans = vec![Span::styled(
                 format!("{r:>2} "),
                 if r == self.row {
@@ -292,11 +263,7 @@ impl BatchesPane {
                 },
             )];
             for (i, &id) in b.input_ids[r].iter().enumerate() {
-                let starts = b.attention_mask.is_none()
-                    && b.position_ids.as_ref().is_some_and(|p| p[r][i] == 0)
-                    && i > 0
-                    && kinds[i] != TokenKind::Pad;
-                if starts {
+                if starts_sequence(&b, r, i, kinds[i]) {
                     spans.push(Span::styled("▏", theme.boundary));
                 }
                 let piece = view
@@ -347,8 +314,9 @@ impl BatchesPane {
         );
         let mut info = vec![];
         if let (Some(ids), Some(labels)) = (b.input_ids.get(self.row), b.labels.get(self.row)) {
-            if let (Some(&id), Some(&label)) = (ids.get(self.token), labels.get(self.token)) {
-                let kind = kinds(&b, self.row, view.pad_id as i64)[self.token];
+            if let (Some(&id), Some(&label), Some(kind)) =
+                (ids.get(self.token), labels.get(self.token), selected_kind)
+            {
                 let pos = b.position_ids.as_ref().map_or(
                     b.attention_mask.as_ref().map_or(self.token as i64, |m| {
                         m[self.row][..self.token].iter().sum::<i64>()

@@ -40,12 +40,16 @@ fn value_of(config: &toml::Value, section: &str, key: &str) -> Option<String> {
     config.get(section)?.get(key).map(|v| v.to_string())
 }
 
-fn defaults() -> toml::Value {
-    let full = "[model]\nsource = \"\"\n[quantization]\n[lora]\n[data]\nsource = \"\"\n";
-    toml::from_str::<RunConfig>(full)
-        .ok()
-        .and_then(|c| toml::Value::try_from(c).ok())
-        .unwrap_or(toml::Value::Table(Default::default()))
+/// Every key's default, as TOML values (computed once).
+fn defaults() -> &'static toml::Value {
+    static DEFAULTS: std::sync::LazyLock<toml::Value> = std::sync::LazyLock::new(|| {
+        let full = "[model]\nsource = \"\"\n[quantization]\n[lora]\n[data]\nsource = \"\"\n";
+        toml::from_str::<RunConfig>(full)
+            .ok()
+            .and_then(|c| toml::Value::try_from(c).ok())
+            .unwrap_or(toml::Value::Table(Default::default()))
+    });
+    &DEFAULTS
 }
 
 /// `config` with `[section] key` set to the TOML literal `text` (empty: back to
@@ -181,7 +185,7 @@ impl ConfigPane {
                 ));
             }
             let value = value_of(&current, field.section, field.key);
-            let default = value_of(&defaults, field.section, field.key);
+            let default = value_of(defaults, field.section, field.key);
             let changed = value.is_some() && value != default;
             let shown = match (&self.editing, i == self.selected) {
                 (Some(text), true) => format!("{text}▏"),
