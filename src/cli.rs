@@ -384,17 +384,15 @@ pub fn run(cmd: Cmd, config: Option<&Path>) -> Result<(), Failure> {
 fn template(a: TemplateArgs) -> Result<(), Failure> {
     let source = crate::model::load::ModelSource::parse(&a.model)?;
     let tok = crate::model::load::load_tokenizer(&source, &mut |_, _, _| {})?;
-    let template_text = match &a.chat_template {
-        Some(t) => crate::template::resolve_source(t)?,
-        None => tok.chat_template.clone().ok_or_else(|| {
+    let t = tok
+        .chat_template_with(a.chat_template.as_deref())?
+        .ok_or_else(|| {
             format!(
                 "{}: the model has no chat template; pass --chat-template FILE or a built-in name",
                 a.model
             )
-        })?,
-    };
+        })?;
     let messages = read_messages(&a.messages)?;
-    let t = crate::template::ChatTemplate::new(&template_text, &tok.template_specials())?;
     let r = t.render(&messages, a.add_generation_prompt)?;
     let ids = tok.encode(&r.text, false)?;
     if a.json {

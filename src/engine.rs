@@ -234,12 +234,7 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into());
-    let first = text.lines().next().unwrap_or_default().to_string();
-    if first.to_lowercase().contains("out of memory") {
-        format!("{first} — out of memory: lower the batch size or max_length, or load the model in 4-bit")
-    } else {
-        first
-    }
+    crate::model::first_line_with_advice(&text)
 }
 
 impl Worker {
@@ -444,17 +439,12 @@ pub fn render_chat(
     messages: &[serde_json::Value],
     add_generation_prompt: bool,
 ) -> Result<String, String> {
-    let source = match template {
-        Some(spec) => crate::template::resolve_source(spec)?,
-        None => m.tokenizer.chat_template.clone().ok_or_else(|| {
-            format!(
-                "{}: the model has no chat template; set [template] chat_template (a file or a built-in: chatml, llama3, phi3, mistral, zephyr)",
-                m.name
-            )
-        })?,
-    };
-    let t = crate::template::ChatTemplate::new(&source, &m.tokenizer.template_specials())
-        .map_err(|e| e.to_string())?;
+    let t = m.tokenizer.chat_template_with(template)?.ok_or_else(|| {
+        format!(
+            "{}: the model has no chat template; set [template] chat_template (a file or a built-in: chatml, llama3, phi3, mistral, zephyr)",
+            m.name
+        )
+    })?;
     t.render(messages, add_generation_prompt)
         .map(|r| r.text)
         .map_err(|e| e.to_string())

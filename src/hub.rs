@@ -193,7 +193,8 @@ pub fn fetch(
             .map(|c| c.trim().to_string())
             .unwrap_or_else(|_| hub_repo.revision().to_string());
         let snapshot = repo_dir.join("snapshots").join(commit);
-        let listing = snapshot_listing(&snapshot);
+        // Dot files (.gitattributes) are part of a repo: keep them.
+        let listing = crate::fsutil::relative_files(&snapshot, false);
         if listing.is_empty() {
             return Err(HubError::RevisionNotCached {
                 repo: repo.id.clone(),
@@ -272,27 +273,6 @@ pub fn fetch(
             message: format!("cannot write the ref in {}: {e}", repo_dir.display()),
         })?;
     Ok(paths)
-}
-
-/// The files of a cached snapshot (relative paths), for offline mode.
-fn snapshot_listing(snapshot: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![snapshot.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(rel) = p.strip_prefix(snapshot) {
-                out.push(rel.to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[cfg(test)]

@@ -168,6 +168,25 @@ impl TextTokenizer {
         self.inner.decode(ids, skip_special).unwrap_or_default()
     }
 
+    /// The chat template to render with: `spec` (a `[template] chat_template`
+    /// value: a built-in name, a file or a template) or else the tokenizer's
+    /// own; `None` when there is neither.
+    pub fn chat_template_with(
+        &self,
+        spec: Option<&str>,
+    ) -> Result<Option<crate::template::ChatTemplate>, String> {
+        let source = match spec {
+            Some(spec) => Some(crate::template::resolve_source(spec)?),
+            None => self.chat_template.clone(),
+        };
+        source
+            .map(|s| {
+                crate::template::ChatTemplate::new(&s, &self.template_specials())
+                    .map_err(|e| e.to_string())
+            })
+            .transpose()
+    }
+
     /// The special-token strings a chat template may use.
     pub fn template_specials(&self) -> crate::template::SpecialTokens {
         let s = |t: &Option<SpecialToken>| t.as_ref().map(|t| t.text.clone());

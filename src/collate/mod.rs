@@ -120,23 +120,6 @@ pub struct Preparer<'a> {
     pub opts: CollateOptions,
 }
 
-/// The template a config asks for, or the tokenizer's own.
-pub fn chat_template(
-    c: &RunConfig,
-    tok: &TextTokenizer,
-) -> Result<Option<ChatTemplate>, CollateError> {
-    let source = match &c.template.chat_template {
-        Some(spec) => Some(crate::template::resolve_source(spec).map_err(CollateError::Setup)?),
-        None => tok.chat_template.clone(),
-    };
-    source
-        .map(|s| {
-            ChatTemplate::new(&s, &tok.template_specials())
-                .map_err(|e| CollateError::Setup(e.to_string()))
-        })
-        .transpose()
-}
-
 /// The padding token id: `[template] pad_token` (`"unk"`, `"eos"`, or a token in
 /// the vocabulary), else the tokenizer's PAD, else EOS (as trl does).
 pub fn pad_id(c: &RunConfig, tok: &TextTokenizer) -> Result<(u32, String), CollateError> {
@@ -178,7 +161,9 @@ impl<'a> Preparer<'a> {
     pub fn new(c: &RunConfig, tok: &'a TextTokenizer) -> Result<Self, CollateError> {
         Ok(Preparer {
             tok,
-            template: chat_template(c, tok)?,
+            template: tok
+                .chat_template_with(c.template.chat_template.as_deref())
+                .map_err(CollateError::Setup)?,
             pad_id: pad_id(c, tok)?.0,
             opts: CollateOptions::from_config(c),
         })

@@ -88,30 +88,7 @@ impl HubDataset {
 /// The files of a local folder, as relative `/`-separated paths (what a hub repo's
 /// file list looks like), hidden files and folders left out.
 pub(super) fn local_listing(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(folder) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(dir) {
-                let parts: Vec<String> = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect();
-                out.push(parts.join("/"));
-            }
-        }
-    }
-    out.sort();
-    out
+    crate::fsutil::relative_files(dir, true)
 }
 
 /// The splits `datasets` knows by name, each with its synonyms.
