@@ -382,8 +382,8 @@ pub fn run(cmd: Cmd, config: Option<&Path>) -> Result<(), Failure> {
 }
 
 fn template(a: TemplateArgs) -> Result<(), Failure> {
-    let source = crate::model::load::ModelSource::parse(&a.model)?;
-    let tok = crate::model::load::load_tokenizer(&source, &mut |_, _, _| {})?;
+    let source = crate::source::ModelSource::parse(&a.model)?;
+    let tok = crate::source::load_tokenizer(&source, &mut |_, _, _| {})?;
     let t = tok
         .chat_template_with(a.chat_template.as_deref())?
         .ok_or_else(|| {
@@ -535,8 +535,8 @@ fn inspect(config: &Path, batches: usize, strict: bool, json: bool) -> Result<()
             config.display()
         )
     })?;
-    let source = crate::model::load::ModelSource::parse(&c.model.source)?;
-    let tok = crate::model::load::load_tokenizer(&source, &mut |_, _, _| {})?;
+    let source = crate::source::ModelSource::parse(&c.model.source)?;
+    let tok = crate::source::load_tokenizer(&source, &mut |_, _, _| {})?;
     let dataset = crate::data::load_dataset(data_cfg, &mut |_, _, _| {})?;
     let p = crate::collate::Preparer::new(&c, &tok)?;
     let (rows, report) = p.prepare(&dataset.train)?;

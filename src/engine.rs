@@ -5,8 +5,8 @@
 
 use crate::config::{AttnImplementation, DType};
 use crate::generate::{FinishReason, GenerationStats, SamplingParams};
-use crate::model::load::LoadOptions;
-use crate::model::{load_model, LoadedModel, ModelSource};
+use crate::model::LoadOptions;
+use crate::source::{load_model, LoadedModel, ModelSource};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -234,7 +234,7 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".into());
-    crate::model::first_line_with_advice(&text)
+    crate::torch::first_line_with_advice(&text)
 }
 
 impl Worker {
@@ -324,7 +324,7 @@ impl Worker {
                 };
                 let (gens, stats) =
                     crate::generate::generate(&m.model, &m.tokenizer, &ids, &params, &mut on_text)
-                        .map_err(|e| crate::model::torch_message(&e))?;
+                        .map_err(|e| crate::torch::torch_message(&e))?;
                 let results = gens
                     .into_iter()
                     .zip(rendered)
@@ -343,7 +343,7 @@ impl Worker {
                 let m = self.loaded()?;
                 let ids = prompt_ids(m, self.chat_template.as_deref(), &prompt)?.1;
                 let s = crate::score::score(&m.model, &ids)
-                    .map_err(|e| crate::model::torch_message(&e))?;
+                    .map_err(|e| crate::torch::torch_message(&e))?;
                 self.send(Event::Scored(s));
                 Ok(())
             }
@@ -379,7 +379,7 @@ impl Worker {
                     None => {
                         let src =
                             ModelSource::parse(&config.model.source).map_err(|e| e.to_string())?;
-                        own = crate::model::load::load_tokenizer(&src, &mut |_, _, _| {})
+                        own = crate::source::load_tokenizer(&src, &mut |_, _, _| {})
                             .map_err(|e| e.to_string())?;
                         &own
                     }

@@ -4,9 +4,9 @@
 //! token through the tokenizer's decode stream.
 
 use crate::config::GenerationConfig;
-use crate::model::layers::TchResult;
 use crate::model::CausalLm;
 use crate::tokenizer::TextTokenizer;
+use crate::torch::TchResult;
 use std::time::Instant;
 use tch::{Kind, Tensor};
 
@@ -196,6 +196,7 @@ pub fn generate(
                 padded.then_some(&attn),
                 padded.then_some(&positions),
                 Some(c),
+                false,
             )?,
             None => {
                 let pos = if padded {
@@ -203,7 +204,7 @@ pub fn generate(
                 } else {
                     None
                 };
-                model.hidden_states(&seen, padded.then_some(&attn), pos.as_ref(), None)?
+                model.hidden_states(&seen, padded.then_some(&attn), pos.as_ref(), None, false)?
             }
         };
         // Only the last position's logits are needed (a [B, T, vocab] tensor for

@@ -1,9 +1,9 @@
 //! Scoring text: the log-probability the model gives each token after the
 //! first, and the mean negative log-likelihood (the training loss of that text).
 
-use crate::model::layers::TchResult;
-use crate::model::CausalLm;
-use tch::{Kind, Tensor};
+use crate::model::{loss, CausalLm};
+use crate::torch::TchResult;
+use tch::Tensor;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Score {
@@ -20,23 +20,18 @@ pub fn score(model: &CausalLm, ids: &[u32]) -> TchResult<Score> {
     let input = Tensor::f_from_slice(&input)?
         .f_view([1, n])?
         .f_to_device(model.device)?;
+    if n < 2 {
+        return Ok(Score {
+            token_ids: ids.to_vec(),
+            logprobs: Vec::new(),
+            mean_nll: 0.0,
+        });
+    }
     let logits = model.forward(&input, None, None, None)?;
-    let logprobs = if n < 2 {
-        Vec::new()
-    } else {
-        let lp = logits
-            .f_narrow(1, 0, n - 1)?
-            .f_to_kind(Kind::Float)?
-            .f_log_softmax(-1, Kind::Float)?;
-        let next = input.f_narrow(1, 1, n - 1)?.f_unsqueeze(-1)?;
-        let picked = lp.f_gather(2, &next, false)?.f_flatten(0, -1)?;
-        Vec::<f32>::try_from(&picked.f_to_device(tch::Device::Cpu)?)?
-    };
-    let mean_nll = if logprobs.is_empty() {
-        0.0
-    } else {
-        -logprobs.iter().map(|&x| x as f64).sum::<f64>() / logprobs.len() as f64
-    };
+    let picked = loss::next_token_logprobs(&logits, &input)?.f_flatten(0, -1)?;
+    let logprobs = Vec::<f32>::try_from(&picked.f_to_device(tch::Device::Cpu)?)?;
+    // The loss a trainer would report for this text, every token labelled.
+    let mean_nll = loss::causal_lm_loss(&logits, &input, None)?.f_double_value(&[])?;
     Ok(Score {
         token_ids: ids.to_vec(),
         logprobs,

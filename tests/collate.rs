@@ -6,7 +6,7 @@
 use ftui::collate::{Preparer, IGNORE};
 use ftui::config::RunConfig;
 use ftui::data::Example;
-use ftui::model::load::{load_tokenizer, ModelSource};
+use ftui::source::{load_tokenizer, ModelSource};
 use ftui::tokenizer::TextTokenizer;
 use serde_json::Value;
 use std::path::Path;

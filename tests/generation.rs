@@ -5,8 +5,9 @@
 
 use ftui::config::{AttnImplementation, DType};
 use ftui::generate::{generate, FinishReason, SamplingParams};
-use ftui::model::load::{load_model, LoadOptions, ModelSource};
-use ftui::model::LoadedModel;
+use ftui::model::LoadOptions;
+use ftui::source::LoadedModel;
+use ftui::source::{load_model, ModelSource};
 use std::path::Path;
 use tch::Device;
 

@@ -4,8 +4,9 @@
 
 use ftui::config::{AttnImplementation, DType, LoraConfig};
 use ftui::lora;
-use ftui::model::load::{load_model, LoadOptions, ModelSource};
-use ftui::model::LoadedModel;
+use ftui::model::LoadOptions;
+use ftui::source::LoadedModel;
+use ftui::source::{load_model, ModelSource};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -159,7 +160,7 @@ fn new_adapter_starts_as_the_base_model_and_round_trips() {
     let dir = tempfile::tempdir().expect("tmp");
     let spec = lora::AdapterSpec::from_config(&random);
     lora::save_adapter(
-        &mut m.model,
+        &m.model,
         "random",
         &spec,
         "tests/fixtures/models/llama",
@@ -268,7 +269,7 @@ fn ftui_adapter_for_the_peft_check() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("peft-check");
     let adapter = dir.join("adapter");
     lora::save_adapter(
-        &mut m.model,
+        &m.model,
         "ftui",
         &lora::AdapterSpec::from_config(&cfg),
         "tests/fixtures/models/llama",

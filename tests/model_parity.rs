@@ -3,7 +3,8 @@
 //! left-padded and packed batches, with SDPA and eager attention.
 
 use ftui::config::{AttnImplementation, DType};
-use ftui::model::load::{load_model, LoadOptions, ModelSource};
+use ftui::model::LoadOptions;
+use ftui::source::{load_model, ModelSource};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 

@@ -6,7 +6,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ftui::config::RunConfig;
 use ftui::engine::{Command, Engine, Event};
-use ftui::model::load::{load_tokenizer, ModelSource};
+use ftui::source::{load_tokenizer, ModelSource};
 use ftui::tui::{App, Pane, Turn};
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;

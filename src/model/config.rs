@@ -1,8 +1,10 @@
 //! The architecture description read from `config.json` (or from GGUF metadata):
 //! both the pre-5 spellings (`rope_theta`, `rope_scaling`) and transformers 5's
-//! `rope_parameters` are understood.
+//! `rope_parameters` are understood. `config.json` is read through serde, so a
+//! value of the wrong type is refused with its key, never taken as the default.
 
-use serde_json::Value;
+use crate::nn::RopeScaling;
+use serde::Deserialize;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,19 +15,6 @@ pub enum Arch {
     Qwen2,
     /// Fused `qkv_proj` and `gate_up_proj`.
     Phi3,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RopeScaling {
-    Linear {
-        factor: f64,
-    },
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: f64,
-    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,28 +53,85 @@ pub struct ConfigJsonError {
     pub message: String,
 }
 
-fn ids(v: Option<&Value>) -> Vec<i64> {
-    match v {
-        Some(Value::Number(n)) => n.as_i64().into_iter().collect(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_i64).collect(),
-        _ => Vec::new(),
-    }
+/// The keys of `config.json` ftui reads, as typed as transformers types them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ConfigJson {
+    model_type: Option<String>,
+    vocab_size: Option<i64>,
+    hidden_size: Option<i64>,
+    intermediate_size: Option<i64>,
+    num_hidden_layers: Option<i64>,
+    num_attention_heads: Option<i64>,
+    num_key_value_heads: Option<i64>,
+    head_dim: Option<i64>,
+    rms_norm_eps: Option<f64>,
+    rope_theta: Option<f64>,
+    rope_scaling: Option<RopeJson>,
+    rope_parameters: Option<RopeJson>,
+    partial_rotary_factor: Option<f64>,
+    max_position_embeddings: Option<i64>,
+    tie_word_embeddings: Option<bool>,
+    attention_bias: Option<bool>,
+    mlp_bias: Option<bool>,
+    bos_token_id: Option<i64>,
+    eos_token_id: Option<OneOrMany>,
+    pad_token_id: Option<i64>,
+    sliding_window: Option<i64>,
+    use_sliding_window: Option<bool>,
+}
+
+/// `rope_scaling` (before transformers 5) or `rope_parameters` (5 and later).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RopeJson {
+    rope_type: Option<String>,
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    rope_theta: Option<f64>,
+    partial_rotary_factor: Option<f64>,
+    factor: Option<f64>,
+    low_freq_factor: Option<f64>,
+    high_freq_factor: Option<f64>,
+    original_max_position_embeddings: Option<f64>,
+}
+
+/// `eos_token_id`: one id or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(i64),
+    Many(Vec<i64>),
 }
 
 impl ArchConfig {
     pub fn from_file(path: &Path) -> Result<Self, ConfigJsonError> {
-        let err = |message: String| ConfigJsonError {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigJsonError {
+            file: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_json_str(&text).map_err(|message| ConfigJsonError {
             file: path.display().to_string(),
             message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| err(format!("not valid JSON: {e}")))?;
-        Self::from_json(&v).map_err(err)
+        })
     }
 
-    pub fn from_json(v: &Value) -> Result<Self, String> {
-        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("");
+    /// Reads `config.json` text; the error names the key at fault.
+    pub fn from_json_str(text: &str) -> Result<Self, String> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let raw: ConfigJson = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            if key == "." {
+                format!("not valid JSON: {}", e.inner())
+            } else {
+                format!("`{key}`: {}", e.inner())
+            }
+        })?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(v: ConfigJson) -> Result<Self, String> {
+        let model_type = v.model_type.as_deref().unwrap_or("");
         let arch = match model_type {
             "llama" | "mistral" => Arch::Llama,
             "qwen2" => Arch::Qwen2,
@@ -96,99 +142,74 @@ impl ArchConfig {
                 ))
             }
         };
-        let int = |k: &str| -> Result<i64, String> {
-            v.get(k)
-                .and_then(Value::as_i64)
-                .ok_or_else(|| format!("`{k}` is missing or not an integer"))
-        };
-        let hidden_size = int("hidden_size")?;
-        let num_attention_heads = int("num_attention_heads")?;
-        let num_key_value_heads = v
-            .get("num_key_value_heads")
-            .and_then(Value::as_i64)
-            .unwrap_or(num_attention_heads);
-        let head_dim = v
-            .get("head_dim")
-            .and_then(Value::as_i64)
-            .unwrap_or(hidden_size / num_attention_heads);
+        let need = |value: Option<i64>, k: &str| value.ok_or_else(|| format!("`{k}` is missing"));
+        let hidden_size = need(v.hidden_size, "hidden_size")?;
+        let num_attention_heads = need(v.num_attention_heads, "num_attention_heads")?;
         // transformers 5 folds rope settings into `rope_parameters`.
-        let rope_params = v.get("rope_parameters").filter(|p| p.is_object());
-        let rope_scaling_v = rope_params
-            .or(v.get("rope_scaling"))
-            .filter(|p| p.is_object());
-        let rope_theta = rope_params
-            .and_then(|p| p.get("rope_theta"))
-            .or(v.get("rope_theta"))
-            .and_then(Value::as_f64)
-            .unwrap_or(10000.0);
-        let rope_scaling = match rope_scaling_v {
+        let params = v.rope_parameters.as_ref();
+        let scaling = params.or(v.rope_scaling.as_ref());
+        let rope_scaling = match scaling {
             None => None,
             Some(s) => {
-                let kind = s
-                    .get("rope_type")
-                    .or(s.get("type"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("default");
-                let f = |k: &str| s.get(k).and_then(Value::as_f64);
-                match kind {
+                let factor = || s.factor.ok_or("rope scaling `factor` is missing");
+                match s
+                    .rope_type
+                    .as_deref()
+                    .or(s.type_.as_deref())
+                    .unwrap_or("default")
+                {
                     "default" => None,
-                    "linear" => Some(RopeScaling::Linear {
-                        factor: f("factor").ok_or("rope_scaling.factor is missing")?,
-                    }),
+                    "linear" => Some(RopeScaling::Linear { factor: factor()? }),
                     "llama3" => Some(RopeScaling::Llama3 {
-                        factor: f("factor").ok_or("rope_scaling.factor is missing")?,
-                        low_freq_factor: f("low_freq_factor").unwrap_or(1.0),
-                        high_freq_factor: f("high_freq_factor").unwrap_or(4.0),
-                        original_max_position_embeddings: f("original_max_position_embeddings")
+                        factor: factor()?,
+                        low_freq_factor: s.low_freq_factor.unwrap_or(1.0),
+                        high_freq_factor: s.high_freq_factor.unwrap_or(4.0),
+                        original_max_position_embeddings: s
+                            .original_max_position_embeddings
                             .unwrap_or(8192.0),
                     }),
-                    other => {
-                        return Err(format!(
+                    other => return Err(format!(
                         "rope scaling type `{other}` is not supported (supported: linear, llama3)"
-                    ))
-                    }
+                    )),
                 }
             }
         };
-        let partial_rotary_factor = rope_params
-            .and_then(|p| p.get("partial_rotary_factor"))
-            .or(v.get("partial_rotary_factor"))
-            .and_then(Value::as_f64)
-            .unwrap_or(1.0);
-        let flag = |k: &str, d: bool| v.get(k).and_then(Value::as_bool).unwrap_or(d);
-        let attention_bias = flag("attention_bias", false);
+        let attention_bias = v.attention_bias.unwrap_or(false);
         Ok(ArchConfig {
             arch,
-            vocab_size: int("vocab_size")?,
+            vocab_size: need(v.vocab_size, "vocab_size")?,
             hidden_size,
-            intermediate_size: int("intermediate_size")?,
-            num_hidden_layers: int("num_hidden_layers")?,
+            intermediate_size: need(v.intermediate_size, "intermediate_size")?,
+            num_hidden_layers: need(v.num_hidden_layers, "num_hidden_layers")?,
             num_attention_heads,
-            num_key_value_heads,
-            head_dim,
-            rms_norm_eps: v
-                .get("rms_norm_eps")
-                .and_then(Value::as_f64)
-                .unwrap_or(1e-6),
-            rope_theta,
+            num_key_value_heads: v.num_key_value_heads.unwrap_or(num_attention_heads),
+            head_dim: v.head_dim.unwrap_or(hidden_size / num_attention_heads),
+            rms_norm_eps: v.rms_norm_eps.unwrap_or(1e-6),
+            rope_theta: params
+                .and_then(|p| p.rope_theta)
+                .or(v.rope_theta)
+                .unwrap_or(10000.0),
             rope_scaling,
-            partial_rotary_factor,
-            max_position_embeddings: v
-                .get("max_position_embeddings")
-                .and_then(Value::as_i64)
-                .unwrap_or(4096),
-            tie_word_embeddings: flag("tie_word_embeddings", false),
+            partial_rotary_factor: params
+                .and_then(|p| p.partial_rotary_factor)
+                .or(v.partial_rotary_factor)
+                .unwrap_or(1.0),
+            max_position_embeddings: v.max_position_embeddings.unwrap_or(4096),
+            tie_word_embeddings: v.tie_word_embeddings.unwrap_or(false),
             qkv_bias: arch == Arch::Qwen2 || attention_bias,
             o_bias: arch != Arch::Qwen2 && attention_bias,
-            mlp_bias: flag("mlp_bias", false),
-            bos_token_id: v.get("bos_token_id").and_then(Value::as_i64),
-            eos_token_ids: ids(v.get("eos_token_id")),
-            pad_token_id: v.get("pad_token_id").and_then(Value::as_i64),
+            mlp_bias: v.mlp_bias.unwrap_or(false),
+            bos_token_id: v.bos_token_id,
+            eos_token_ids: match v.eos_token_id {
+                None => Vec::new(),
+                Some(OneOrMany::One(id)) => vec![id],
+                Some(OneOrMany::Many(ids)) => ids,
+            },
+            pad_token_id: v.pad_token_id,
             // Qwen2 only slides with use_sliding_window; Mistral and Phi-3 when set.
             sliding_window: v
-                .get("sliding_window")
-                .and_then(Value::as_i64)
-                .filter(|_| arch != Arch::Qwen2 || flag("use_sliding_window", false)),
+                .sliding_window
+                .filter(|_| arch != Arch::Qwen2 || v.use_sliding_window.unwrap_or(false)),
         })
     }
 
@@ -217,8 +238,8 @@ mod tests {
             "rope_parameters":{"rope_theta":500000.0,"rope_type":"llama3","factor":8.0,
             "low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192},
             "eos_token_id":[1,2]});
-        let a = ArchConfig::from_json(&old).expect("old");
-        let b = ArchConfig::from_json(&new).expect("new");
+        let a = ArchConfig::from_json_str(&old.to_string()).expect("old");
+        let b = ArchConfig::from_json_str(&new.to_string()).expect("new");
         assert_eq!(a, b);
         assert_eq!(a.rope_theta, 500000.0);
         assert_eq!(a.head_dim, 4);
@@ -229,7 +250,20 @@ mod tests {
     #[test]
     fn unknown_model_type_is_named() {
         let v = serde_json::json!({"model_type":"gemma3"});
-        let e = ArchConfig::from_json(&v).expect_err("unsupported");
+        let e = ArchConfig::from_json_str(&v.to_string()).expect_err("unsupported");
         assert!(e.contains("gemma3"), "{e}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_value_names_its_key() {
+        let v = serde_json::json!({"model_type":"llama","vocab_size":10,"hidden_size":8,
+            "intermediate_size":16,"num_hidden_layers":"2","num_attention_heads":2});
+        let e = ArchConfig::from_json_str(&v.to_string()).expect_err("string for an integer");
+        assert!(e.contains("`num_hidden_layers`"), "{e}");
+        let v = serde_json::json!({"model_type":"llama","vocab_size":10,"hidden_size":8,
+            "intermediate_size":16,"num_hidden_layers":2,"num_attention_heads":2,
+            "rope_scaling":{"rope_type":"linear","factor":"8"}});
+        let e = ArchConfig::from_json_str(&v.to_string()).expect_err("string for a float");
+        assert!(e.contains("rope_scaling.factor"), "{e}");
     }
 }

@@ -1,57 +1,14 @@
-//! From a model source (local folder, GGUF file, hub repo id, or the embedded
-//! default) to a [`CausalLm`] with its tokenizer.
+//! From an architecture and a weight source to a [`CausalLm`]: each weight read,
+//! shape-checked and (per `[quantization]`) quantized as it is read.
 
 use super::config::{Arch, ArchConfig};
 use super::gguf::GgufFile;
-use super::layers::{Linear, RmsNorm, Rope};
 use super::weights::WeightSource;
 use super::{CausalLm, ModelError};
 use crate::config::{AttnImplementation, DType};
-use crate::hub::{HubSettings, RepoRef};
-use crate::tokenizer::TextTokenizer;
-use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
-
-/// Where a model comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelSource {
-    Dir(PathBuf),
-    Gguf(PathBuf),
-    Hub(RepoRef),
-}
-
-impl ModelSource {
-    /// Interprets a config's `source`: `default`, an existing path, or a repo id.
-    pub fn parse(spec: &str) -> Result<Self, ModelError> {
-        if spec == crate::paths::DEFAULT_MODEL_SOURCE {
-            return crate::paths::default_model()
-                .map(ModelSource::Gguf)
-                .ok_or_else(|| ModelError::Other(crate::paths::default_model_missing()));
-        }
-        let path = Path::new(spec);
-        if path.is_dir() {
-            return Ok(ModelSource::Dir(path.to_path_buf()));
-        }
-        if path.is_file() {
-            return if spec.ends_with(".gguf") {
-                Ok(ModelSource::Gguf(path.to_path_buf()))
-            } else {
-                Err(ModelError::file(
-                    path,
-                    "is a file but not a .gguf; give a model folder, a .gguf file or a hub repo id"
-                        .into(),
-                ))
-            };
-        }
-        match RepoRef::parse(spec) {
-            Some(r) if !spec.starts_with('/') && !spec.starts_with('.') => Ok(ModelSource::Hub(r)),
-            _ => Err(ModelError::file(
-                path,
-                "not found: expected a model folder (config.json, *.safetensors, tokenizer.json), a .gguf file, or a hub repo id like owner/name".into(),
-            )),
-        }
-    }
-}
+use crate::nn::{Linear, RmsNorm, Rope};
+use std::path::Path;
+use tch::{Device, Kind};
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -71,15 +28,6 @@ impl Default for LoadOptions {
             quantization: None,
         }
     }
-}
-
-pub struct LoadedModel {
-    pub model: CausalLm,
-    pub tokenizer: TextTokenizer,
-    /// What was loaded, for display (`path` or `repo@rev`).
-    pub name: String,
-    /// The local folder or file the weights came from.
-    pub path: PathBuf,
 }
 
 /// Reads weights for one layer, checking shapes.
@@ -121,9 +69,7 @@ impl LayerLoader<'_> {
         } else {
             None
         };
-        let mut l = Linear::new(Tensor::new(), bias);
-        l.weight = weight;
-        Ok(l)
+        Ok(Linear::new(weight, bias))
     }
 
     pub fn norm(&self, prefix: &str) -> Result<RmsNorm, ModelError> {
@@ -172,7 +118,13 @@ pub fn build(
     } else {
         None
     };
-    let rope = Rope::new(&config, opts.device)?;
+    let rope = Rope::new(
+        config.head_dim,
+        config.partial_rotary_factor,
+        config.rope_theta,
+        config.rope_scaling.as_ref(),
+        opts.device,
+    )?;
     Ok(CausalLm {
         config,
         embed_tokens,
@@ -189,7 +141,7 @@ pub fn build(
 }
 
 /// The architecture of a GGUF file from its metadata.
-fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
+pub fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
     let h = file
         .llama_hparams()
         .map_err(|e| ModelError::file(path, e.to_string()))?;
@@ -233,151 +185,4 @@ fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
         pad_token_id: specials.pad.map(i64::from),
         sliding_window: None,
     })
-}
-
-/// The small files a model repo may have beside its weights.
-const REPO_FILES: [&str; 6] = [
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-];
-
-/// Those of `REPO_FILES` the repo has.
-fn repo_files(listing: &[String]) -> Vec<String> {
-    REPO_FILES
-        .iter()
-        .filter(|f| listing.iter().any(|x| x == *f))
-        .map(|f| f.to_string())
-        .collect()
-}
-
-/// The files fetched first for a hub model: the small files and the weights, or
-/// the shard index (the shards it names are fetched once it is read).
-fn choose_model_files(listing: &[String]) -> Result<Vec<String>, String> {
-    let has = |f: &str| listing.iter().any(|x| x == f);
-    if !has("config.json") {
-        return Err("the repo has no config.json (is it a model repo?)".into());
-    }
-    let mut files = repo_files(listing);
-    if has("model.safetensors.index.json") {
-        files.push("model.safetensors.index.json".into());
-    } else if has("model.safetensors") {
-        files.push("model.safetensors".into());
-    } else {
-        return Err("the repo has no safetensors weights (model.safetensors or an index)".into());
-    }
-    Ok(files)
-}
-
-/// The shard files a `model.safetensors.index.json` names.
-pub(crate) fn index_shards(index: &Path) -> Result<Vec<String>, ModelError> {
-    let text =
-        std::fs::read_to_string(index).map_err(|e| ModelError::file(index, e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| ModelError::file(index, format!("not valid JSON: {e}")))?;
-    let mut shards: Vec<String> = v
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| ModelError::file(index, "has no weight_map".into()))?
-        .values()
-        .filter_map(|f| f.as_str().map(String::from))
-        .collect();
-    shards.sort();
-    shards.dedup();
-    Ok(shards)
-}
-
-/// Loads a model and its tokenizer. `progress(file, done, total)` reports
-/// downloads from the hub.
-pub fn load_model(
-    source: &ModelSource,
-    opts: &LoadOptions,
-    progress: &mut dyn FnMut(&str, u64, u64),
-) -> Result<LoadedModel, ModelError> {
-    match source {
-        ModelSource::Gguf(path) => {
-            let file = GgufFile::open(path).map_err(|e| ModelError::Other(e.to_string()))?;
-            let config = gguf_config(path, &file)?;
-            let tokenizer = TextTokenizer::from_gguf(path, &file)
-                .map_err(|e| ModelError::Other(e.to_string()))?;
-            let src = WeightSource::gguf(path, file);
-            let model = build(config, &src, path, opts)?;
-            Ok(LoadedModel {
-                model,
-                tokenizer,
-                name: path.display().to_string(),
-                path: path.clone(),
-            })
-        }
-        ModelSource::Dir(dir) => load_dir(dir, dir.display().to_string(), opts),
-        ModelSource::Hub(repo) => {
-            let settings = HubSettings::from_env();
-            let paths = crate::hub::fetch(
-                &settings,
-                repo,
-                hf_hub::RepoType::Model,
-                &choose_model_files,
-                progress,
-            )?;
-            let dir = paths
-                .first()
-                .and_then(|p| p.parent())
-                .map(Path::to_path_buf)
-                .ok_or_else(|| ModelError::Other(format!("{}: nothing was downloaded", repo.id)))?;
-            let index = dir.join("model.safetensors.index.json");
-            if index.is_file() {
-                let shards = index_shards(&index)?;
-                crate::hub::fetch(
-                    &settings,
-                    repo,
-                    hf_hub::RepoType::Model,
-                    &|_| Ok(shards.clone()),
-                    progress,
-                )?;
-            }
-            load_dir(&dir, format!("{}@{}", repo.id, repo.revision), opts)
-        }
-    }
-}
-
-fn load_dir(dir: &Path, name: String, opts: &LoadOptions) -> Result<LoadedModel, ModelError> {
-    let config = ArchConfig::from_file(&dir.join("config.json"))?;
-    let tokenizer = TextTokenizer::from_dir(dir).map_err(|e| ModelError::Other(e.to_string()))?;
-    let src = WeightSource::safetensors_dir(dir)?;
-    let model = build(config, &src, dir, opts)?;
-    Ok(LoadedModel {
-        model,
-        tokenizer,
-        name,
-        path: dir.to_path_buf(),
-    })
-}
-
-/// Loads only the tokenizer (and chat template) of a source: no weights.
-pub fn load_tokenizer(
-    source: &ModelSource,
-    progress: &mut dyn FnMut(&str, u64, u64),
-) -> Result<TextTokenizer, ModelError> {
-    let as_model_error = |e: crate::tokenizer::TokenizerError| ModelError::Other(e.to_string());
-    match source {
-        ModelSource::Gguf(path) => {
-            let file = GgufFile::open(path).map_err(|e| ModelError::Other(e.to_string()))?;
-            TextTokenizer::from_gguf(path, &file).map_err(as_model_error)
-        }
-        ModelSource::Dir(dir) => TextTokenizer::from_dir(dir).map_err(as_model_error),
-        ModelSource::Hub(repo) => {
-            let settings = HubSettings::from_env();
-            let choose =
-                |listing: &[String]| -> Result<Vec<String>, String> { Ok(repo_files(listing)) };
-            let paths =
-                crate::hub::fetch(&settings, repo, hf_hub::RepoType::Model, &choose, progress)?;
-            let dir = paths.first().and_then(|p| p.parent()).ok_or_else(|| {
-                ModelError::Other(format!("{}: the repo has no tokenizer files", repo.id))
-            })?;
-            TextTokenizer::from_dir(dir).map_err(as_model_error)
-        }
-    }
 }

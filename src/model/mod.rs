@@ -1,23 +1,32 @@
 //! Decoder-only causal language models on libtorch. One file per architecture
-//! family describes its weights ([`llama`]: Llama, Mistral, SmolLM, Qwen2;
-//! [`phi3`]: fused projections); the forward pass they share lives here and in
-//! [`layers`]. Module names follow transformers, so LoRA `target_modules` written
-//! for the Hugging Face stack name the same layers here.
+//! family says where its weights go ([`llama`]: Llama, Mistral, SmolLM, Qwen2;
+//! [`phi3`]: fused projections); the blocks they share are [`block`], built from
+//! [`crate::nn`]. Module names follow transformers, so LoRA `target_modules`
+//! written for the Hugging Face stack name the same layers here.
+//!
+//! The forward pass is public stage by stage ([`CausalLm::context`],
+//! [`CausalLm::embed`], [`CausalLm::layer`], [`CausalLm::final_norm`],
+//! [`CausalLm::logits`]) so a trainer can run blocks without keeping their
+//! activations and recompute them in backward. Where a model comes from (hub,
+//! default model) and adapter files are other modules' business.
 
+pub mod block;
 pub mod config;
 pub mod gguf;
-pub mod kv_cache;
-pub mod layers;
 pub mod llama;
 pub mod load;
+pub mod loss;
 pub mod phi3;
+#[cfg(test)]
+pub(crate) mod tiny;
 pub mod weights;
 
+pub use block::{BlockContext, DecoderLayer, GateUpProj, QkvProj};
 pub use config::{Arch, ArchConfig};
-pub use kv_cache::KvCache;
-pub use load::{load_model, LoadedModel, ModelSource};
+pub use load::{build, LoadOptions};
 
-use layers::{attention, AttnMask, Linear, RmsNorm, Rope, TchResult};
+use crate::nn::{AttnMask, KvCache, Linear, RmsNorm, Rope};
+use crate::torch::TchResult;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -37,10 +46,8 @@ pub enum ModelError {
     #[error("{0}")]
     Config(#[from] config::ConfigJsonError),
     #[error("{0}")]
-    Hub(#[from] crate::hub::HubError),
-    #[error("{0}")]
     Device(#[from] crate::device::DeviceError),
-    #[error("libtorch: {}", crate::model::torch_message(.0))]
+    #[error("libtorch: {}", crate::torch::torch_message(.0))]
     Torch(#[from] tch::TchError),
     #[error("{0}")]
     Other(String),
@@ -53,50 +60,6 @@ impl ModelError {
             message,
         }
     }
-}
-
-/// libtorch's messages carry a C++ backtrace; keep the first line, and say what
-/// to do about running out of memory.
-pub fn torch_message(e: &tch::TchError) -> String {
-    first_line_with_advice(&e.to_string())
-}
-
-/// The first line of a libtorch message (an error, or a panic carrying one),
-/// with what to lower when it is an out-of-memory.
-pub fn first_line_with_advice(text: &str) -> String {
-    let first = text.lines().next().unwrap_or("").trim().to_string();
-    if first.to_lowercase().contains("out of memory") {
-        format!("{first} — out of memory: lower per_device_train_batch_size or max_length, enable gradient_checkpointing, or load the model in 4-bit")
-    } else {
-        first
-    }
-}
-
-/// The q/k/v projections: separate (Llama, Qwen2) or fused (Phi-3).
-// A few dozen of these exist per model; boxing would only add indirection.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum QkvProj {
-    Separate { q: Linear, k: Linear, v: Linear },
-    Fused { qkv: Linear },
-}
-
-/// The MLP's gate and up projections: separate or fused (Phi-3).
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum GateUpProj {
-    Separate { gate: Linear, up: Linear },
-    Fused { gate_up: Linear },
-}
-
-#[derive(Debug)]
-pub struct DecoderLayer {
-    pub input_layernorm: RmsNorm,
-    pub qkv: QkvProj,
-    pub o_proj: Linear,
-    pub post_attention_layernorm: RmsNorm,
-    pub gate_up: GateUpProj,
-    pub down_proj: Linear,
 }
 
 /// A decoder-only transformer with its language-modelling head.
@@ -128,89 +91,109 @@ pub struct SavedModule {
     pub weight: Tensor,
 }
 
-impl DecoderLayer {
-    fn forward(
-        &self,
-        x: &Tensor,
-        cfg: &ArchConfig,
-        rope: (&Rope, &Tensor, &Tensor),
-        mask: &AttnMask,
-        cache: Option<(&mut KvCache, usize)>,
-        eager: bool,
-    ) -> TchResult<Tensor> {
-        let (b, t) = (x.size()[0], x.size()[1]);
-        let (h, kvh, d) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
-        let normed = self.input_layernorm.forward(x)?;
-        let (q, k, v) = match &self.qkv {
-            QkvProj::Separate { q, k, v } => (
-                q.forward(&normed)?,
-                k.forward(&normed)?,
-                v.forward(&normed)?,
-            ),
-            QkvProj::Fused { qkv } => {
-                let all = qkv.forward(&normed)?;
-                (
-                    all.f_narrow(-1, 0, h * d)?,
-                    all.f_narrow(-1, h * d, kvh * d)?,
-                    all.f_narrow(-1, (h + kvh) * d, kvh * d)?,
-                )
+/// A module of the model as the visitor meets it, by reference (`L` a linear
+/// layer, `T` a tensor).
+#[derive(Debug)]
+pub enum Module<L, T> {
+    /// A linear layer (its weight, bias and adapters).
+    Linear(L),
+    /// An RMSNorm's weight.
+    Norm(T),
+    /// The token embeddings.
+    Embedding(T),
+}
+pub type ModuleRef<'a> = Module<&'a Linear, &'a Tensor>;
+pub type ModuleMut<'a> = Module<&'a mut Linear, &'a mut Tensor>;
+
+/// The one walk over a model's modules, in transformers' order and names
+/// (`model.embed_tokens`, `model.layers.0.input_layernorm`,
+/// `model.layers.0.self_attn.q_proj`, ..., `model.norm`, `lm_head` when
+/// untied), instantiated for shared and for mutable references.
+macro_rules! walk_modules {
+    ($model:expr, $f:expr, $iter:ident, $($mut_:tt)?) => {{
+        let model = $model;
+        let f = $f;
+        f("model.embed_tokens", Module::Embedding(& $($mut_)? model.embed_tokens));
+        for (i, layer) in model.layers.$iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            f(&format!("{p}.input_layernorm"), Module::Norm(& $($mut_)? layer.input_layernorm.weight));
+            match & $($mut_)? layer.qkv {
+                QkvProj::Separate { q, k, v } => {
+                    f(&format!("{p}.self_attn.q_proj"), Module::Linear(q));
+                    f(&format!("{p}.self_attn.k_proj"), Module::Linear(k));
+                    f(&format!("{p}.self_attn.v_proj"), Module::Linear(v));
+                }
+                QkvProj::Fused { qkv } => f(&format!("{p}.self_attn.qkv_proj"), Module::Linear(qkv)),
             }
-        };
-        let q = q.f_view([b, t, h, d])?.f_transpose(1, 2)?;
-        let k = k.f_view([b, t, kvh, d])?.f_transpose(1, 2)?;
-        let v = v.f_view([b, t, kvh, d])?.f_transpose(1, 2)?;
-        let (rope, cos, sin) = rope;
-        let q = rope.apply(&q, cos, sin)?;
-        let k = rope.apply(&k, cos, sin)?;
-        let (k, v) = match cache {
-            Some((cache, i)) => cache.append(i, &k, &v)?,
-            None => (k, v),
-        };
-        let (attn, _) = attention(&q, &k, &v, mask, eager)?;
-        let attn = attn.f_transpose(1, 2)?.f_reshape([b, t, h * d])?;
-        let x = x.f_add(&self.o_proj.forward(&attn)?)?;
-        let normed = self.post_attention_layernorm.forward(&x)?;
-        let (gate, up) = match &self.gate_up {
-            GateUpProj::Separate { gate, up } => (gate.forward(&normed)?, up.forward(&normed)?),
-            GateUpProj::Fused { gate_up } => {
-                let both = gate_up.forward(&normed)?;
-                let n = both.size()[2] / 2;
-                (both.f_narrow(-1, 0, n)?, both.f_narrow(-1, n, n)?)
+            f(&format!("{p}.self_attn.o_proj"), Module::Linear(& $($mut_)? layer.o_proj));
+            f(&format!("{p}.post_attention_layernorm"), Module::Norm(& $($mut_)? layer.post_attention_layernorm.weight));
+            match & $($mut_)? layer.gate_up {
+                GateUpProj::Separate { gate, up } => {
+                    f(&format!("{p}.mlp.gate_proj"), Module::Linear(gate));
+                    f(&format!("{p}.mlp.up_proj"), Module::Linear(up));
+                }
+                GateUpProj::Fused { gate_up } => f(&format!("{p}.mlp.gate_up_proj"), Module::Linear(gate_up)),
             }
-        };
-        let mlp = self.down_proj.forward(&gate.f_silu()?.f_mul(&up)?)?;
-        x.f_add(&mlp)
-    }
+            f(&format!("{p}.mlp.down_proj"), Module::Linear(& $($mut_)? layer.down_proj));
+        }
+        f("model.norm", Module::Norm(& $($mut_)? model.norm.weight));
+        if let Some(head) = & $($mut_)? model.lm_head {
+            f("lm_head", Module::Linear(head));
+        }
+    }};
 }
 
 impl CausalLm {
-    /// Final hidden states `[B, T, hidden]`.
-    ///
-    /// - `attention_mask` `[B, past + T]` (1 real, 0 padding), left or right padding;
-    /// - `position_ids` `[B, T]`: default `past..past+T` for every row, as a
-    ///   plain transformers forward; rows whose positions restart at 0 are packed
-    ///   sequences that attend only within themselves;
-    /// - `cache`: keys and values of earlier tokens, extended in place.
-    pub fn hidden_states(
+    /// Calls `f` with every module and its transformers name.
+    pub fn visit<'a>(&'a self, f: &mut dyn FnMut(&str, ModuleRef<'a>)) {
+        walk_modules!(self, f, iter,)
+    }
+
+    /// Calls `f` with every module and its transformers name, mutably.
+    pub fn visit_mut<'a>(&'a mut self, f: &mut dyn FnMut(&str, ModuleMut<'a>)) {
+        walk_modules!(self, f, iter_mut, mut)
+    }
+
+    /// Every linear layer with its module name (tied `lm_head` excluded: it is
+    /// `embed_tokens`).
+    pub fn linears(&self) -> Vec<(String, &Linear)> {
+        let mut v = Vec::new();
+        self.visit(&mut |name, m| {
+            if let Module::Linear(l) = m {
+                v.push((name.to_string(), l));
+            }
+        });
+        v
+    }
+
+    /// [`CausalLm::linears`], mutably.
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut v = Vec::new();
+        self.visit_mut(&mut |name, m| {
+            if let Module::Linear(l) = m {
+                v.push((name.to_string(), l));
+            }
+        });
+        v
+    }
+
+    /// What the blocks of a forward pass over `t` new tokens after `past`
+    /// cached ones share (see [`CausalLm::forward_t`] for the inputs).
+    pub fn context(
         &self,
-        input_ids: &Tensor,
+        batch: i64,
+        t: i64,
+        past: i64,
         attention_mask: Option<&Tensor>,
         position_ids: Option<&Tensor>,
-        mut cache: Option<&mut KvCache>,
-    ) -> TchResult<Tensor> {
-        let (b, t) = (input_ids.size()[0], input_ids.size()[1]);
-        let past = cache.as_ref().map_or(0, |c| c.len());
+    ) -> TchResult<BlockContext<'_>> {
         let default_pos;
         let pos = match position_ids {
             Some(p) => p,
             None => {
                 default_pos = Tensor::f_arange_start(past, past + t, (Kind::Int64, self.device))?
                     .f_unsqueeze(0)?
-                    .f_expand([b, t], false)?;
+                    .f_expand([batch, t], false)?;
                 &default_pos
             }
         };
@@ -223,25 +206,67 @@ impl CausalLm {
             self.device,
         )?;
         let (cos, sin) = self.rope.cos_sin(pos, self.kind)?;
-        let embed = self
+        Ok(BlockContext {
+            config: &self.config,
+            rope: &self.rope,
+            cos,
+            sin,
+            mask,
+            eager: self.eager_attention,
+        })
+    }
+
+    /// Token embeddings `[B, T, hidden]` (the active adapter's copy when it
+    /// saves one).
+    pub fn embed(&self, input_ids: &Tensor) -> TchResult<Tensor> {
+        let table = self
             .saved_module("model.embed_tokens")
             .unwrap_or(&self.embed_tokens);
-        let mut x = Tensor::f_embedding(embed, input_ids, -1, false, false)?;
+        Tensor::f_embedding(table, input_ids, -1, false, false)
+    }
+
+    /// Decoder block `i`.
+    pub fn layer(&self, i: usize) -> &DecoderLayer {
+        &self.layers[i]
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The final norm over the last block's output.
+    pub fn final_norm(&self, x: &Tensor) -> TchResult<Tensor> {
+        self.norm.forward(x)
+    }
+
+    /// Final hidden states `[B, T, hidden]`.
+    ///
+    /// - `attention_mask` `[B, past + T]` (1 real, 0 padding), left or right padding;
+    /// - `position_ids` `[B, T]`: default `past..past+T` for every row, as a
+    ///   plain transformers forward; rows whose positions restart at 0 are packed
+    ///   sequences that attend only within themselves;
+    /// - `cache`: keys and values of earlier tokens, extended in place;
+    /// - `train`: adapter dropout on, 8-bit weights on their training path.
+    pub fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        position_ids: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> TchResult<Tensor> {
+        let (b, t) = (input_ids.size()[0], input_ids.size()[1]);
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        let ctx = self.context(b, t, past, attention_mask, position_ids)?;
+        let mut x = self.embed(input_ids)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let c = cache.as_deref_mut().map(|c| (c, i));
-            x = layer.forward(
-                &x,
-                &self.config,
-                (&self.rope, &cos, &sin),
-                &mask,
-                c,
-                self.eager_attention,
-            )?;
+            x = layer.forward_t(&x, &ctx, c, train)?;
         }
         if let Some(c) = cache {
             c.advance(t);
         }
-        self.norm.forward(&x)
+        self.final_norm(&x)
     }
 
     /// Logits `[B, T, vocab]` from hidden states.
@@ -250,12 +275,25 @@ impl CausalLm {
             return hidden.f_linear(w, None::<Tensor>);
         }
         match &self.lm_head {
-            Some(head) => head.forward(hidden),
+            Some(head) => head.forward_t(hidden, false),
             None => hidden.f_linear(&self.embed_tokens, None::<Tensor>),
         }
     }
 
     /// Logits `[B, T, vocab]`; see [`CausalLm::hidden_states`] for the inputs.
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        position_ids: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> TchResult<Tensor> {
+        let h = self.hidden_states(input_ids, attention_mask, position_ids, cache, train)?;
+        self.logits(&h)
+    }
+
+    /// Inference logits: [`CausalLm::forward_t`] with `train` off.
     pub fn forward(
         &self,
         input_ids: &Tensor,
@@ -263,8 +301,7 @@ impl CausalLm {
         position_ids: Option<&Tensor>,
         cache: Option<&mut KvCache>,
     ) -> TchResult<Tensor> {
-        let h = self.hidden_states(input_ids, attention_mask, position_ids, cache)?;
-        self.logits(&h)
+        self.forward_t(input_ids, attention_mask, position_ids, cache, false)
     }
 
     /// The active adapter's copy of `module`, if it saves one.
@@ -276,109 +313,103 @@ impl CausalLm {
             .map(|m| &m.weight)
     }
 
-    /// Every linear layer with its transformers module name
-    /// (`model.layers.0.self_attn.q_proj`, ..., `lm_head` when untied).
-    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
-        let mut v: Vec<(String, &mut Linear)> = Vec::new();
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            let attn = format!("model.layers.{i}.self_attn");
-            let mlp = format!("model.layers.{i}.mlp");
-            match &mut layer.qkv {
-                QkvProj::Separate { q, k, v: vv } => {
-                    v.push((format!("{attn}.q_proj"), q));
-                    v.push((format!("{attn}.k_proj"), k));
-                    v.push((format!("{attn}.v_proj"), vv));
-                }
-                QkvProj::Fused { qkv } => v.push((format!("{attn}.qkv_proj"), qkv)),
-            }
-            v.push((format!("{attn}.o_proj"), &mut layer.o_proj));
-            match &mut layer.gate_up {
-                GateUpProj::Separate { gate, up } => {
-                    v.push((format!("{mlp}.gate_proj"), gate));
-                    v.push((format!("{mlp}.up_proj"), up));
-                }
-                GateUpProj::Fused { gate_up } => v.push((format!("{mlp}.gate_up_proj"), gate_up)),
-            }
-            v.push((format!("{mlp}.down_proj"), &mut layer.down_proj));
-        }
-        if let Some(h) = &mut self.lm_head {
-            v.push(("lm_head".into(), h));
-        }
-        v
-    }
-
     /// An empty cache for this model.
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(self.layers.len())
-    }
-
-    /// Every tensor that is not a linear layer's weight (embeddings, norms,
-    /// biases), once.
-    fn other_tensors(&self) -> Vec<&Tensor> {
-        let mut v = vec![&self.embed_tokens, &self.norm.weight];
-        for layer in &self.layers {
-            v.push(&layer.input_layernorm.weight);
-            v.push(&layer.post_attention_layernorm.weight);
-        }
-        for l in self.linears() {
-            v.extend(l.bias.iter());
-        }
-        v
-    }
-
-    /// Every linear layer (tied `lm_head` excluded: it is `embed_tokens`), in
-    /// the order of [`CausalLm::linears_mut`].
-    pub(crate) fn linears(&self) -> Vec<&Linear> {
-        let mut v: Vec<&Linear> = Vec::new();
-        for layer in &self.layers {
-            match &layer.qkv {
-                QkvProj::Separate { q, k, v: vv } => v.extend([q, k, vv]),
-                QkvProj::Fused { qkv } => v.push(qkv),
-            }
-            v.push(&layer.o_proj);
-            match &layer.gate_up {
-                GateUpProj::Separate { gate, up } => v.extend([gate, up]),
-                GateUpProj::Fused { gate_up } => v.push(gate_up),
-            }
-            v.push(&layer.down_proj);
-        }
-        v.extend(self.lm_head.iter());
-        v
     }
 
     /// How the decoder's linear layers are stored (`dense`, `nf4+dq`, `int8`, ...).
     pub fn weight_format(&self) -> String {
         self.linears()
             .first()
-            .map_or_else(|| "dense".into(), |l| l.weight.format())
+            .map_or_else(|| "dense".into(), |(_, l)| l.weight.format())
     }
 
     /// Parameter count of the base model (tied weights counted once), like
     /// `model.num_parameters()` before any adapter is added; a quantized weight
     /// counts its original elements, as peft does.
     pub fn num_parameters(&self) -> i64 {
-        let linear: i64 = self.linears().iter().map(|l| l.weight.numel()).sum();
-        linear
-            + self
-                .other_tensors()
-                .iter()
-                .map(|t| t.numel() as i64)
-                .sum::<i64>()
+        let mut n = 0;
+        self.visit(&mut |_, m| {
+            n += match m {
+                Module::Linear(l) => {
+                    l.weight.numel() + l.bias.as_ref().map_or(0, |b| b.numel() as i64)
+                }
+                Module::Norm(t) | Module::Embedding(t) => t.numel() as i64,
+            }
+        });
+        n
     }
 
     /// Bytes of parameters and buffers, like transformers' `get_memory_footprint()`
     /// (a 4-bit weight counts its packed bytes, an 8-bit one a byte per element).
     pub fn memory_footprint(&self) -> i64 {
-        let linear: i64 = self
-            .linears()
-            .iter()
-            .map(|l| l.weight.hf_footprint_bytes())
-            .sum();
-        let other: i64 = self
-            .other_tensors()
-            .iter()
-            .map(|t| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64)
-            .sum();
-        linear + other + self.rope.buffer_bytes()
+        let mut n = 0;
+        self.visit(&mut |_, m| {
+            n += match m {
+                Module::Linear(l) => {
+                    l.weight.hf_footprint_bytes()
+                        + l.bias.as_ref().map_or(0, crate::quant::dense_bytes)
+                }
+                Module::Norm(t) | Module::Embedding(t) => crate::quant::dense_bytes(t),
+            }
+        });
+        n + self.rope.buffer_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_visitor_names_every_module_once_in_order() {
+        let m = tiny::llama(2);
+        let mut names = Vec::new();
+        m.visit(&mut |n, _| names.push(n.to_string()));
+        assert_eq!(
+            names.first().map(String::as_str),
+            Some("model.embed_tokens")
+        );
+        assert_eq!(
+            names[1..4],
+            [
+                "model.layers.0.input_layernorm",
+                "model.layers.0.self_attn.q_proj",
+                "model.layers.0.self_attn.k_proj"
+            ]
+        );
+        assert_eq!(names.last().map(String::as_str), Some("lm_head"));
+        assert_eq!(names.len(), 1 + 2 * 9 + 2);
+        // The parameter count is the visitor's sum: 2 embeddings-sized tables,
+        // 5 norms, 2 x (16*16*2 + 8*16*2 + 24*16*3).
+        assert_eq!(
+            m.num_parameters(),
+            2 * 32 * 16 + 5 * 16 + 2 * (512 + 256 + 1152)
+        );
+    }
+
+    #[test]
+    fn stage_calls_equal_the_whole_forward() {
+        let m = tiny::llama(2);
+        let ids = Tensor::from_slice(&[3i64, 1, 4, 1, 5, 9, 2, 6]).view([2, 4]);
+        let whole = m.forward(&ids, None, None, None).expect("forward");
+        let ctx = m.context(2, 4, 0, None, None).expect("context");
+        let mut x = m.embed(&ids).expect("embed");
+        for i in 0..m.num_layers() {
+            x = m.layer(i).forward_t(&x, &ctx, None, false).expect("block");
+        }
+        let staged = m.logits(&m.final_norm(&x).expect("norm")).expect("head");
+        let diff = (whole - staged).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{diff}");
+    }
+
+    #[test]
+    fn the_loss_of_a_forward_matches_score() {
+        let m = tiny::llama(1);
+        let ids: Vec<u32> = vec![3, 1, 4, 1, 5];
+        let s = crate::score::score(&m, &ids).expect("score");
+        let mean = -s.logprobs.iter().map(|&x| x as f64).sum::<f64>() / 4.0;
+        assert!((s.mean_nll - mean).abs() < 1e-5, "{} vs {mean}", s.mean_nll);
     }
 }

@@ -1,5 +1,6 @@
 //! Reading weights: memory-mapped safetensors (single file or sharded with an
-//! index) and GGUF files, converted to the kind and device the model runs in.
+//! index), GGUF files, or tensors already in memory (tests build tiny models
+//! without files), converted to the kind and device the model runs in.
 
 use super::gguf::GgufFile;
 use super::ModelError;
@@ -22,6 +23,8 @@ pub enum WeightSource {
         /// Hugging Face name -> GGUF name.
         names: HashMap<String, String>,
     },
+    /// Tensors by Hugging Face name.
+    Memory(HashMap<String, Tensor>),
 }
 
 fn st_kind(dtype: safetensors::Dtype) -> Option<Kind> {
@@ -56,7 +59,7 @@ impl WeightSource {
     pub fn safetensors_dir(dir: &Path) -> Result<Self, ModelError> {
         let index_path = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index_path.is_file() {
-            super::load::index_shards(&index_path)?
+            index_shards(&index_path)?
                 .into_iter()
                 .map(|s| dir.join(s))
                 .collect()
@@ -112,10 +115,16 @@ impl WeightSource {
         }
     }
 
+    /// Tensors already in memory, by Hugging Face name.
+    pub fn from_tensors(tensors: HashMap<String, Tensor>) -> Self {
+        WeightSource::Memory(tensors)
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         match self {
             WeightSource::Safetensors { index, .. } => index.contains_key(name),
             WeightSource::Gguf { names, .. } => names.contains_key(name),
+            WeightSource::Memory(tensors) => tensors.contains_key(name),
         }
     }
 
@@ -124,6 +133,7 @@ impl WeightSource {
         let mut v: Vec<String> = match self {
             WeightSource::Safetensors { index, .. } => index.keys().cloned().collect(),
             WeightSource::Gguf { names, .. } => names.keys().cloned().collect(),
+            WeightSource::Memory(tensors) => tensors.keys().cloned().collect(),
         };
         v.sort();
         v
@@ -135,6 +145,7 @@ impl WeightSource {
                 shards.first().map(|s| s.0.clone()).unwrap_or_default()
             }
             WeightSource::Gguf { path, .. } => path.clone(),
+            WeightSource::Memory(_) => PathBuf::from("(in memory)"),
         }
     }
 
@@ -169,7 +180,26 @@ impl WeightSource {
                 let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
                 Tensor::f_from_slice(&data)?.f_view(shape.as_slice())?
             }
+            WeightSource::Memory(tensors) => tensors.get(name).ok_or_else(missing)?.f_detach()?,
         };
         Ok(t.f_to_device(device)?.f_to_kind(kind)?)
     }
+}
+
+/// The shard files a `model.safetensors.index.json` names.
+pub fn index_shards(index: &Path) -> Result<Vec<String>, ModelError> {
+    let text =
+        std::fs::read_to_string(index).map_err(|e| ModelError::file(index, e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::file(index, format!("not valid JSON: {e}")))?;
+    let mut shards: Vec<String> = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| ModelError::file(index, "has no weight_map".into()))?
+        .values()
+        .filter_map(|f| f.as_str().map(String::from))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
 }

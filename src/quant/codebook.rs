@@ -22,7 +22,7 @@
 
 use tch::{Device, Kind, Tensor};
 
-type TchResult<T> = Result<T, tch::TchError>;
+use crate::torch::TchResult;
 
 /// Elements per absmax block of 4-bit weights (bitsandbytes' default, and the
 /// only size transformers' `BitsAndBytesConfig` uses).

@@ -14,7 +14,7 @@ use super::codebook::{
 use super::QuantError;
 use tch::{Device, Kind, Tensor};
 
-type TchResult<T> = Result<T, tch::TchError>;
+use crate::torch::TchResult;
 
 /// The per-block scales of a 4-bit weight.
 #[derive(Debug)]

@@ -11,7 +11,7 @@
 use super::QuantError;
 use tch::{Device, Kind, Tensor};
 
-type TchResult<T> = Result<T, tch::TchError>;
+use crate::torch::TchResult;
 
 /// `1 / 127` as bitsandbytes writes it in `int8_vectorwise_dequant`.
 const INV_127: f64 = 7.874015718698502e-3;

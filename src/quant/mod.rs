@@ -30,7 +30,7 @@ pub use int8::Int8Weight;
 use crate::config::{DType, QuantizationConfig};
 use tch::{Device, Kind, Tensor};
 
-type TchResult<T> = Result<T, tch::TchError>;
+use crate::torch::TchResult;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
@@ -38,7 +38,7 @@ pub enum QuantError {
     Kind { kind: Kind },
     #[error("LLM.int8 quantizes 2-D weights, got shape {shape:?}")]
     Shape { shape: Vec<i64> },
-    #[error("libtorch: {}", crate::model::torch_message(.0))]
+    #[error("libtorch: {}", crate::torch::torch_message(.0))]
     Torch(#[from] tch::TchError),
 }
 

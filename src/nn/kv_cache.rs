@@ -1,7 +1,7 @@
 //! The key/value cache for generation: each layer's keys and values of the
 //! tokens seen so far, so a decoding step only runs the new token.
 
-use super::layers::TchResult;
+use crate::torch::TchResult;
 use tch::Tensor;
 
 #[derive(Debug)]
