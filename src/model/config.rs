@@ -168,9 +168,11 @@ impl ArchConfig {
                             .original_max_position_embeddings
                             .unwrap_or(8192.0),
                     }),
-                    other => return Err(format!(
+                    other => {
+                        return Err(format!(
                         "rope scaling type `{other}` is not supported (supported: linear, llama3)"
-                    )),
+                    ))
+                    }
                 }
             }
         };
