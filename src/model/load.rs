@@ -2,11 +2,11 @@
 //! default) to a [`CausalLm`] with its tokenizer.
 
 use super::config::{Arch, ArchConfig};
-use super::gguf::GgufFile;
 use super::layers::{Linear, RmsNorm, Rope};
 use super::weights::WeightSource;
 use super::{CausalLm, ModelError};
 use crate::config::{AttnImplementation, DType};
+use crate::gguf::GgufFile;
 use crate::hub::{HubSettings, RepoRef};
 use crate::tokenizer::TextTokenizer;
 use std::path::{Path, PathBuf};
@@ -301,9 +301,9 @@ pub fn load_model(
         ModelSource::Gguf(path) => {
             let file = GgufFile::open(path).map_err(|e| ModelError::Other(e.to_string()))?;
             let config = gguf_config(path, &file)?;
-            let tokenizer = TextTokenizer::from_gguf(path, &file)
-                .map_err(|e| ModelError::Other(e.to_string()))?;
-            let src = WeightSource::gguf(path, file);
+            let tokenizer =
+                TextTokenizer::from_gguf(&file).map_err(|e| ModelError::Other(e.to_string()))?;
+            let src = WeightSource::gguf(path, file)?;
             let model = build(config, &src, path, opts)?;
             Ok(LoadedModel {
                 model,
@@ -365,7 +365,7 @@ pub fn load_tokenizer(
     match source {
         ModelSource::Gguf(path) => {
             let file = GgufFile::open(path).map_err(|e| ModelError::Other(e.to_string()))?;
-            TextTokenizer::from_gguf(path, &file).map_err(as_model_error)
+            TextTokenizer::from_gguf(&file).map_err(as_model_error)
         }
         ModelSource::Dir(dir) => TextTokenizer::from_dir(dir).map_err(as_model_error),
         ModelSource::Hub(repo) => {

@@ -5,7 +5,6 @@
 //! for the Hugging Face stack name the same layers here.
 
 pub mod config;
-pub mod gguf;
 pub mod kv_cache;
 pub mod layers;
 pub mod llama;
