@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod engine;
 pub mod fsutil;
 pub mod generate;
+pub mod gguf;
 pub mod hub;
 pub mod logging;
 pub mod lora;

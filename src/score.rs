@@ -38,3 +38,16 @@ pub fn score(model: &CausalLm, ids: &[u32]) -> TchResult<Score> {
         mean_nll,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_mean_nll_is_the_mean_of_the_logprobs() {
+        let m = crate::model::tiny::llama(1);
+        let ids: Vec<u32> = vec![3, 1, 4, 1, 5];
+        let s = super::score(&m, &ids).expect("score");
+        assert_eq!(s.logprobs.len(), 4);
+        let mean = -s.logprobs.iter().map(|&x| x as f64).sum::<f64>() / 4.0;
+        assert!((s.mean_nll - mean).abs() < 1e-5, "{} vs {mean}", s.mean_nll);
+    }
+}

@@ -3,8 +3,8 @@
 //! fetches what the hub has, and hands weights and tokenizer to [`crate::model`],
 //! which knows nothing of hubs or defaults.
 
+use crate::gguf::GgufFile;
 use crate::hub::{HubSettings, RepoRef};
-use crate::model::gguf::GgufFile;
 use crate::model::load::{build, gguf_config, LoadOptions};
 use crate::model::weights::{index_shards, WeightSource};
 use crate::model::{ArchConfig, CausalLm, ModelError};
@@ -128,8 +128,8 @@ pub fn load_model(
         ModelSource::Gguf(path) => {
             let file = GgufFile::open(path).map_err(|e| SourceError::Other(e.to_string()))?;
             let config = gguf_config(path, &file)?;
-            let tokenizer = TextTokenizer::from_gguf(path, &file)?;
-            let src = WeightSource::gguf(path, file);
+            let tokenizer = TextTokenizer::from_gguf(&file)?;
+            let src = WeightSource::gguf(path, file)?;
             let model = build(config, &src, path, opts)?;
             Ok(LoadedModel {
                 model,
@@ -192,7 +192,7 @@ pub fn load_tokenizer(
     match source {
         ModelSource::Gguf(path) => {
             let file = GgufFile::open(path).map_err(|e| SourceError::Other(e.to_string()))?;
-            Ok(TextTokenizer::from_gguf(path, &file)?)
+            Ok(TextTokenizer::from_gguf(&file)?)
         }
         ModelSource::Dir(dir) => Ok(TextTokenizer::from_dir(dir)?),
         ModelSource::Hub(repo) => {

@@ -2,10 +2,10 @@
 //! shape-checked and (per `[quantization]`) quantized as it is read.
 
 use super::config::{Arch, ArchConfig};
-use super::gguf::GgufFile;
 use super::weights::WeightSource;
 use super::{CausalLm, ModelError};
 use crate::config::{AttnImplementation, DType};
+use crate::gguf::GgufFile;
 use crate::nn::{Linear, RmsNorm, Rope};
 use std::path::Path;
 use tch::{Device, Kind};

@@ -2,8 +2,8 @@
 //! index), GGUF files, or tensors already in memory (tests build tiny models
 //! without files), converted to the kind and device the model runs in.
 
-use super::gguf::GgufFile;
 use super::ModelError;
+use crate::gguf::{GgufFile, HfTensors};
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,10 +18,8 @@ pub enum WeightSource {
         index: HashMap<String, usize>,
     },
     Gguf {
-        file: Box<GgufFile>,
+        tensors: Box<HfTensors>,
         path: PathBuf,
-        /// Hugging Face name -> GGUF name.
-        names: HashMap<String, String>,
     },
     /// Tensors by Hugging Face name.
     Memory(HashMap<String, Tensor>),
@@ -103,16 +101,13 @@ impl WeightSource {
         Ok(WeightSource::Safetensors { shards, index })
     }
 
-    pub fn gguf(path: &Path, file: GgufFile) -> Self {
-        let names = file
-            .tensor_names()
-            .filter_map(|g| super::gguf::hf_tensor_name(g).map(|h| (h, g.to_string())))
-            .collect();
-        WeightSource::Gguf {
-            file: Box::new(file),
+    /// The tensors of a GGUF file under their Hugging Face names and layouts.
+    pub fn gguf(path: &Path, file: GgufFile) -> Result<Self, ModelError> {
+        let tensors = HfTensors::new(file).map_err(|e| ModelError::Other(e.to_string()))?;
+        Ok(WeightSource::Gguf {
+            tensors: Box::new(tensors),
             path: path.to_path_buf(),
-            names,
-        }
+        })
     }
 
     /// Tensors already in memory, by Hugging Face name.
@@ -123,7 +118,7 @@ impl WeightSource {
     pub fn contains(&self, name: &str) -> bool {
         match self {
             WeightSource::Safetensors { index, .. } => index.contains_key(name),
-            WeightSource::Gguf { names, .. } => names.contains_key(name),
+            WeightSource::Gguf { tensors, .. } => tensors.contains(name),
             WeightSource::Memory(tensors) => tensors.contains_key(name),
         }
     }
@@ -132,7 +127,7 @@ impl WeightSource {
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = match self {
             WeightSource::Safetensors { index, .. } => index.keys().cloned().collect(),
-            WeightSource::Gguf { names, .. } => names.keys().cloned().collect(),
+            WeightSource::Gguf { tensors, .. } => tensors.names().map(String::from).collect(),
             WeightSource::Memory(tensors) => tensors.keys().cloned().collect(),
         };
         v.sort();
@@ -171,12 +166,14 @@ impl WeightSource {
                 let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
                 Tensor::f_from_data_size(view.data(), &shape, src_kind)?
             }
-            WeightSource::Gguf { file, path, names } => {
-                let gname = names.get(name).ok_or_else(missing)?;
-                // dequantize_hf undoes llama.cpp's q/k permutation where it applies.
-                let (data, shape) = file
-                    .dequantize_hf(gname)
-                    .map_err(|e| ModelError::file(path, e.to_string()))?;
+            WeightSource::Gguf { tensors, .. } => {
+                if !tensors.contains(name) {
+                    return Err(missing());
+                }
+                // In the checkpoint's layout: llama.cpp's q/k permutation is undone.
+                let (data, shape) = tensors
+                    .dequantize(name)
+                    .map_err(|e| ModelError::Other(e.to_string()))?;
                 let shape: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
                 Tensor::f_from_slice(&data)?.f_view(shape.as_slice())?
             }

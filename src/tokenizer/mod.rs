@@ -1,8 +1,11 @@
 //! The tokenizer with what ftui needs beside it: the special tokens (BOS, EOS —
 //! possibly several —, PAD, UNK), whether BOS is added, and the chat template.
 //! It comes from `tokenizer.json` + `tokenizer_config.json` (+ the EOS ids of
-//! `generation_config.json` and `config.json`), or from GGUF metadata.
+//! `generation_config.json` and `config.json`), or from GGUF metadata ([`gguf_vocab`]).
 
+pub mod gguf_vocab;
+
+use crate::gguf::{GgufError, GgufFile};
 use std::path::Path;
 use tokenizers::Tokenizer;
 
@@ -32,14 +35,18 @@ pub struct TextTokenizer {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct TokenizerError {
-    pub file: String,
-    pub message: String,
+pub enum TokenizerError {
+    /// A tokenizer file, or a GGUF vocabulary, that cannot be used.
+    #[error("{file}: {message}")]
+    File { file: String, message: String },
+    /// GGUF metadata the vocabulary needs is missing or mistyped; the message names the
+    /// file.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
 }
 
 fn err(path: &Path, message: impl Into<String>) -> TokenizerError {
-    TokenizerError {
+    TokenizerError::File {
         file: path.display().to_string(),
         message: message.into(),
     }
@@ -130,11 +137,8 @@ impl TextTokenizer {
     }
 
     /// The tokenizer stored in a GGUF file's metadata.
-    pub fn from_gguf(
-        path: &Path,
-        file: &crate::model::gguf::GgufFile,
-    ) -> Result<Self, TokenizerError> {
-        let inner = file.tokenizer().map_err(|e| err(path, e.to_string()))?;
+    pub fn from_gguf(file: &GgufFile) -> Result<Self, TokenizerError> {
+        let inner = gguf_vocab::tokenizer(file)?;
         let ids = file.special_tokens();
         let tok = |id: Option<u32>| {
             id.and_then(|id| inner.id_to_token(id).map(|text| SpecialToken { text, id }))
