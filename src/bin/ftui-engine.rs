@@ -33,7 +33,8 @@ fn workbench(
     {
         return Err(ftui::paths::default_model_missing().into());
     }
-    ftui::tui::run(c, config.to_path_buf())?;
+    let engine = ftui::engine::Engine::start();
+    ftui::tui::run(c, config.to_path_buf(), &engine, engine.events())?;
     if let Some(f) = log_file {
         log::info!("workbench closed; log at {}", f.display());
     }
