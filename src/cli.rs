@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 #[derive(Parser, Debug)]
 #[command(
     name = "ftui",
+    // The launcher runs this program as `ftui-engine`; users typed `ftui`.
+    bin_name = "ftui",
     version,
     about = "A terminal workbench for LoRA/QLoRA fine-tuning of language models"
 )]
