@@ -531,6 +531,54 @@ fn a_refused_adapter_switch_says_why() {
 }
 
 #[test]
+fn a_model_reload_refused_while_chatting_keeps_the_model() {
+    let jobs = Recorder::default();
+    let mut a = app();
+    let chat = send_message(&jobs, &mut a, "Hello")[0].0;
+    select(&jobs, &mut a, "config");
+    let dtype = ftui::config::FIELDS
+        .iter()
+        .position(|f| f.section == "model" && f.key == "dtype")
+        .expect("dtype");
+    for _ in 0..dtype {
+        press(&jobs, &mut a, KeyCode::Char('j'));
+    }
+    press(&jobs, &mut a, KeyCode::Char('e'));
+    for _ in 0.."\"auto\"".len() {
+        press(&jobs, &mut a, KeyCode::Backspace);
+    }
+    type_text(&jobs, &mut a, "\"float32\"");
+    press(&jobs, &mut a, KeyCode::Enter);
+    let asked = jobs.take();
+    let load = match &asked[..] {
+        [(job, Request::LoadModel(spec)), .., (_, Request::PrepareData(_))] => {
+            assert_eq!(spec.dtype, ftui::config::DType::Float32);
+            *job
+        }
+        other => panic!("{other:?}"),
+    };
+    a.on_engine(finished(
+        load,
+        Err(EngineError::ModelBusy {
+            task: Task::LoadModel,
+            holder: chat,
+            holder_task: Task::Generate,
+        }),
+    ));
+    let screen = render(&a, 200, 24);
+    assert!(
+        screen.contains("SmolLM2-135M-Instruct.Q4_1.gguf · llama"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(
+            "load model failed: cannot load model while job #1 (generate) uses the model"
+        ),
+        "{screen}"
+    );
+}
+
+#[test]
 fn progress_on_a_local_file_reads_rather_than_downloads() {
     let jobs = Recorder::default();
     let mut a = App::new(sample_config(), PathBuf::from("sample-data/ftui.toml"));

@@ -299,11 +299,11 @@ impl App {
             Event::Progress { progress, .. } => self.progress = Some((job, progress.clone())),
             Event::Text { .. } => {}
             Event::Finished { outcome, .. } => {
-                let task = self.jobs.remove(&job).map(|j| j.task);
+                let entry = self.jobs.remove(&job);
                 if self.progress.as_ref().is_some_and(|(j, _)| *j == job) {
                     self.progress = None;
                 }
-                self.finished(job, task, outcome);
+                self.finished(job, entry, outcome);
             }
         }
         if let Some(p) = owner {
@@ -311,12 +311,12 @@ impl App {
         }
     }
 
-    /// What a finished job changes for every pane; `task` is `None` for a job
+    /// What a finished job changes for every pane; `entry` is `None` for a job
     /// this app did not submit.
     fn finished(
         &mut self,
         job: JobId,
-        task: Option<Task>,
+        entry: Option<JobEntry>,
         outcome: &Result<JobOutput, EngineError>,
     ) {
         let latest_data = self.ctx.data_job.is_none_or(|j| j == job);
@@ -341,8 +341,10 @@ impl App {
             }
             Ok(_) | Err(EngineError::Superseded { .. }) => {}
             Err(e) => {
-                if task == Some(Task::LoadModel) {
-                    // The engine dropped the old model before trying the new one.
+                let task = entry.as_ref().map(|j| j.task);
+                if task == Some(Task::LoadModel) && entry.as_ref().is_some_and(|j| j.started) {
+                    // The engine dropped the old model before trying the new one
+                    // (a load refused or stopped before it started changed nothing).
                     self.ctx.model = None;
                 }
                 let what = task.map_or_else(|| format!("job {job}"), |t| t.name().to_string());
