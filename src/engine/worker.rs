@@ -216,7 +216,8 @@ fn activate(m: &mut LoadedModel, name: Option<&str>) -> Result<(), EngineError> 
 }
 
 /// Runs `work` with adapter `name` active, then puts the active adapter back
-/// as it was, so one request's choice never leaks into the next.
+/// as it was (after a panic too), so one request's choice never leaks into
+/// the next.
 fn with_adapter<T>(
     m: &mut LoadedModel,
     name: Option<&str>,
@@ -227,9 +228,9 @@ fn with_adapter<T>(
         return work(m);
     }
     activate(m, name)?;
-    let result = work(m);
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| work(m)));
     let restored = activate(m, previous.as_deref());
-    let out = result?;
+    let out = result.unwrap_or_else(|p| std::panic::resume_unwind(p))?;
     restored?;
     Ok(out)
 }

@@ -162,8 +162,9 @@ impl App {
         for effect in effects {
             match effect {
                 Effect::Submit(request) => {
-                    let job = self.submit(request.clone(), Some(pane), jobs);
-                    self.panes[pane].on_submitted(job, &request);
+                    let task = request.task();
+                    let job = self.submit(request, Some(pane), jobs);
+                    self.panes[pane].on_submitted(job, task);
                 }
                 Effect::Control(job, control) => jobs.control(job, control),
                 Effect::SetConfig(config) => self.set_config(*config, jobs),

@@ -12,7 +12,7 @@ use super::wrap::wrap;
 use crate::config::RunConfig;
 use crate::engine::protocol::{
     Control, Event, GenerateRequest, GenerationStats, JobId, JobOutput, Prompt, Request,
-    SamplingParams,
+    SamplingParams, Task,
 };
 use crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -339,8 +339,8 @@ impl Pane for ChatPane {
         self.scroll = (self.scroll as i32 + delta).max(0) as u16;
     }
 
-    fn on_submitted(&mut self, job: JobId, request: &Request) {
-        if let Request::Generate(_) = request {
+    fn on_submitted(&mut self, job: JobId, task: Task) {
+        if task == Task::Generate {
             if let Some(column) = self.awaiting.pop_front() {
                 self.pending.push((job, column));
             }

@@ -7,7 +7,7 @@
 use super::keys::Action;
 use super::theme::Theme;
 use crate::config::RunConfig;
-use crate::engine::protocol::{Control, DataView, Event, JobId, ModelInfo, Request};
+use crate::engine::protocol::{Control, DataView, Event, JobId, ModelInfo, Request, Task};
 use crossterm::event::KeyEvent;
 use ratatui::layout::Rect;
 use ratatui::Frame;
@@ -107,7 +107,7 @@ pub trait Pane {
     fn on_scroll(&mut self, _delta: i32) {}
 
     /// The id of a job this pane asked for, once per [`Effect::Submit`], in order.
-    fn on_submitted(&mut self, _job: JobId, _request: &Request) {}
+    fn on_submitted(&mut self, _job: JobId, _task: Task) {}
 
     /// An event of a job this pane asked for.
     fn on_job(&mut self, _event: &Event) {}
