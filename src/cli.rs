@@ -3,7 +3,9 @@
 //! with a one-line cause on failure (2 for a bad config or bad arguments).
 
 use crate::config::{AttnImplementation, DType, RunConfig};
-use crate::engine::{Command, Engine, Event, Prompt};
+use crate::engine::{
+    Engine, Event, GenerateRequest, JobOutput, ModelSpec, Prompt, Request, ScoreRequest,
+};
 use crate::generate::SamplingParams;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -12,6 +14,8 @@ use std::path::{Path, PathBuf};
 #[derive(Parser, Debug)]
 #[command(
     name = "ftui",
+    // The launcher runs this program as `ftui-engine`; users typed `ftui`.
+    bin_name = "ftui",
     version,
     about = "A terminal workbench for LoRA/QLoRA fine-tuning of language models"
 )]
@@ -244,60 +248,65 @@ fn read_messages(path: &Path) -> Result<Vec<serde_json::Value>, Failure> {
     }
 }
 
-/// Loads the model on a fresh engine, showing download progress on stderr.
+/// The name `--adapter` is loaded under.
+const ADAPTER: &str = "adapter";
+
+/// A fresh engine with the model (and `--adapter`) loaded, showing download
+/// progress on stderr; also the adapter requests should name.
 fn engine_with_model(
     m: &ModelArgs,
     quant: Option<crate::config::QuantizationConfig>,
     quiet: bool,
-) -> Result<Engine, Failure> {
+) -> Result<(Engine, Option<String>), Failure> {
     let engine = Engine::start();
-    engine.send(Command::LoadModel {
+    let spec = ModelSpec {
         source: m.model.clone(),
         dtype: m.dtype,
         device: m.device.clone(),
         attn: m.attn,
         quantization: m.quantization(quant)?,
-    });
-    wait(&engine, quiet, |e| {
-        matches!(e, Event::ModelLoaded(_)).then_some(())
-    })?;
-    if let Some(dir) = &m.adapter {
-        engine.send(Command::LoadAdapter {
-            dir: dir.clone(),
-            name: "adapter".into(),
-        });
-        wait(&engine, quiet, |e| {
-            matches!(e, Event::ModelLoaded(_)).then_some(())
-        })?;
-    }
-    Ok(engine)
+    };
+    run_job(&engine, Request::LoadModel(spec), quiet, |_| {})?;
+    let adapter = match &m.adapter {
+        Some(dir) => {
+            let load = Request::LoadAdapter {
+                dir: dir.clone(),
+                name: ADAPTER.into(),
+            };
+            run_job(&engine, load, quiet, |_| {})?;
+            Some(ADAPTER.to_string())
+        }
+        None => None,
+    };
+    Ok((engine, adapter))
 }
 
-/// Waits for the event `pick` accepts; an error event fails.
-fn wait<T>(
+/// Runs one job and waits on its id; progress goes to stderr unless `quiet`,
+/// generated text to `on_text`.
+fn run_job(
     engine: &Engine,
+    request: Request,
     quiet: bool,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> Result<T, Failure> {
-    loop {
-        let e = engine
-            .events
-            .recv()
-            .map_err(|_| "the engine stopped unexpectedly")?;
-        if let Some(t) = pick(&e) {
-            return Ok(t);
-        }
-        match e {
-            Event::Error { task, message } => return Err(format!("{task}: {message}").into()),
-            Event::Progress { task, done, total } if !quiet && total > 0 => {
-                eprint!("\r{task}: {:5.1}%", 100.0 * done as f64 / total as f64);
-                if done >= total {
+    mut on_text: impl FnMut(&str),
+) -> Result<JobOutput, Failure> {
+    let task = request.task();
+    engine
+        .run(request, |e| match e {
+            Event::Progress { progress, .. } if !quiet && progress.total > 0 => {
+                eprint!("\r{progress}");
+                if progress.done >= progress.total {
                     eprintln!();
                 }
             }
+            Event::Text { text, .. } => on_text(text),
             _ => {}
-        }
-    }
+        })
+        .map_err(|e| format!("{task}: {e}").into())
+}
+
+/// What an engine job answered that was not the kind asked for.
+fn unexpected(out: JobOutput) -> Failure {
+    format!("the engine answered with something else: {out:?}").into()
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -350,12 +359,16 @@ pub fn run(cmd: Cmd, config: Option<&Path>) -> Result<(), Failure> {
                 (None, Some(f)) => Prompt::Messages(read_messages(f)?),
                 (None, None) => return Err("give --text TEXT or --messages FILE.json".into()),
             };
-            let engine = engine_with_model(&a.model, quant, a.json)?;
-            engine.send(Command::Score { prompt });
-            let s = wait(&engine, a.json, |e| match e {
-                Event::Scored(s) => Some(s.clone()),
-                _ => None,
-            })?;
+            let (engine, adapter) = engine_with_model(&a.model, quant, a.json)?;
+            let request = Request::Score(ScoreRequest {
+                prompt,
+                adapter,
+                chat_template: None,
+            });
+            let s = match run_job(&engine, request, a.json, |_| {})? {
+                JobOutput::Scored(s) => s,
+                other => return Err(unexpected(other)),
+            };
             if a.json {
                 print_json(&serde_json::to_value(&s)?);
             } else {
@@ -413,7 +426,7 @@ fn generate(
     quant: Option<crate::config::QuantizationConfig>,
 ) -> Result<(), Failure> {
     let prompt = prompt_of(&a.input)?;
-    let engine = engine_with_model(&a.model, quant, a.json)?;
+    let (engine, adapter) = engine_with_model(&a.model, quant, a.json)?;
     let params = SamplingParams {
         max_new_tokens: a.max_new_tokens,
         temperature: a.temperature,
@@ -425,21 +438,22 @@ fn generate(
         no_cache: a.no_cache,
         ignore_eos: false,
     };
-    engine.send(Command::Generate {
-        id: 1,
+    let request = Request::Generate(GenerateRequest {
         prompts: vec![prompt],
         params,
+        adapter,
+        chat_template: None,
     });
     let mut stdout = std::io::stdout();
-    let (results, stats) = wait(&engine, a.json, |e| match e {
-        Event::Text { text, .. } if !a.json => {
+    let out = run_job(&engine, request, a.json, |text| {
+        if !a.json {
             let _ = write!(stdout, "{text}");
             let _ = stdout.flush();
-            None
         }
-        Event::Generated { results, stats, .. } => Some((results.clone(), stats.clone())),
-        _ => None,
     })?;
+    let JobOutput::Generated { results, stats } = out else {
+        return Err(unexpected(out));
+    };
     let r = results
         .into_iter()
         .next()
@@ -473,29 +487,26 @@ fn bench_generate(
     repeats: usize,
     json: bool,
 ) -> Result<(), Failure> {
-    let engine = engine_with_model(m, quant, json)?;
+    let (engine, adapter) = engine_with_model(m, quant, json)?;
     // A fixed prompt of the asked length; bench/transformers_generate.py uses the same ids.
     let prompt: Vec<u32> = (0..prompt_tokens as u32)
         .map(|i| 1000 + (i * 37) % 5000)
         .collect();
-    let params = SamplingParams {
-        max_new_tokens: tokens,
-        ignore_eos: true,
-        ..SamplingParams::default()
-    };
     let run = |max_new_tokens: usize| -> Result<crate::generate::GenerationStats, Failure> {
-        engine.send(Command::Generate {
-            id: 0,
+        let request = Request::Generate(GenerateRequest {
             prompts: vec![Prompt::Ids(prompt.clone())],
             params: SamplingParams {
                 max_new_tokens,
-                ..params.clone()
+                ignore_eos: true,
+                ..SamplingParams::default()
             },
+            adapter: adapter.clone(),
+            chat_template: None,
         });
-        wait(&engine, true, |e| match e {
-            Event::Generated { stats, .. } => Some(stats.clone()),
-            _ => None,
-        })
+        match run_job(&engine, request, true, |_| {})? {
+            JobOutput::Generated { stats, .. } => Ok(stats),
+            other => Err(unexpected(other)),
+        }
     };
     let _ = run(4)?; // warm-up
                      // Best of `repeats`: the least disturbed run is the closest to the machine's speed.

@@ -6,7 +6,6 @@ pub mod cli;
 pub mod collate;
 pub mod config;
 pub mod data;
-pub mod dataview;
 pub mod device;
 pub mod doctor;
 pub mod engine;

@@ -515,3 +515,34 @@ fn generate_and_score_take_quantization_from_the_config() {
         "the config and the flags mean the same"
     );
 }
+
+#[test]
+fn the_workbench_without_a_terminal_says_so_in_one_line() {
+    // `output()` gives the program no terminal: stdin is empty, stdout a pipe.
+    let home = tempfile::tempdir().expect("tmp");
+    let o = ftui(&[], home.path());
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.starts_with("ftui: the workbench needs a terminal (stdin is not one)"),
+        "{e}"
+    );
+    for command in ["doctor", "inspect", "generate", "score"] {
+        assert!(e.contains(command), "{command} missing: {e}");
+    }
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn usage_errors_name_the_program_ftui() {
+    let home = tempfile::tempdir().expect("tmp");
+    let o = ftui(&["generate", "--no-such-flag"], home.path());
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("Usage: ftui generate"), "{e}");
+    assert!(!e.contains("ftui-engine"), "{e}");
+    let o = ftui(&["--help"], home.path());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("Usage: ftui [OPTIONS]"), "{out}");
+}

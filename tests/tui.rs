@@ -1,15 +1,24 @@
 //! The workbench on ratatui's TestBackend: every pane drawn from fixture state
-//! and compared with a stored snapshot (tests/snapshots/*.txt; set
-//! UPDATE_SNAPSHOTS=1 to rewrite them after a deliberate change), and key-driven
-//! tests for navigation, config edits and the quit confirmation.
+//! and compared with a stored snapshot named after the pane
+//! (tests/snapshots/NAME-WxH.txt; a missing or different one fails, and
+//! UPDATE_SNAPSHOTS=1 rewrites them after a deliberate change), and key-driven
+//! tests for routing, text input, config edits, chat and the quit confirmation.
+//! Keys go to a recorder of engine requests: no engine thread is needed, except
+//! in the one test that checks keys stay quick while a real engine loads a model.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ftui::config::RunConfig;
-use ftui::engine::{Command, Engine, Event};
+use ftui::engine::protocol::{
+    Control, DataView, EngineError, Event, GenerationResult, GenerationStats, JobId, JobOutput,
+    Jobs, ModelInfo, Progress, Request, Stage, Task,
+};
+use ftui::engine::Engine;
+use ftui::generate::FinishReason;
 use ftui::source::{load_tokenizer, ModelSource};
-use ftui::tui::{App, Pane, Turn};
+use ftui::tui::App;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
+use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 
 fn root() -> PathBuf {
@@ -24,22 +33,22 @@ fn sample_config() -> RunConfig {
     c
 }
 
-/// The data panes' view of the sample config, built as the engine builds it.
-fn try_data_view(c: &RunConfig) -> Result<ftui::dataview::DataView, String> {
+/// The data panes' view of a config, built as the engine builds it.
+fn try_data_view(c: &RunConfig) -> Result<DataView, EngineError> {
     let path = ftui::paths::default_model()
         .unwrap_or_else(|| panic!("{}", ftui::paths::default_model_missing()));
     let tok = load_tokenizer(&ModelSource::Gguf(path), &mut |_, _, _| {}).expect("tokenizer");
     let d = ftui::data::load_dataset(c.data.as_ref().expect("data"), &mut |_, _, _| {})
         .expect("dataset");
-    ftui::dataview::build(c, &tok, &d)
+    ftui::engine::views::data_view(c, &tok, &d, &|| false)
 }
 
-fn data_view(c: &RunConfig) -> ftui::dataview::DataView {
+fn data_view(c: &RunConfig) -> DataView {
     try_data_view(c).expect("view")
 }
 
-fn model_info() -> ftui::engine::ModelInfo {
-    ftui::engine::ModelInfo {
+fn model_info() -> ModelInfo {
+    ModelInfo {
         name: "models/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
         arch: "llama".into(),
         device: "cpu".into(),
@@ -59,12 +68,49 @@ fn model_info() -> ftui::engine::ModelInfo {
     }
 }
 
-/// An app in a known state, with no engine work behind it.
+/// Takes the app's engine requests and gives them ids; runs nothing.
+#[derive(Default)]
+struct Recorder {
+    last: Cell<u64>,
+    requests: RefCell<Vec<(JobId, Request)>>,
+    controls: RefCell<Vec<(JobId, Control)>>,
+}
+
+impl Jobs for Recorder {
+    fn submit(&self, request: Request) -> JobId {
+        self.last.set(self.last.get() + 1);
+        let job = JobId(self.last.get());
+        self.requests.borrow_mut().push((job, request));
+        job
+    }
+    fn control(&self, job: JobId, control: Control) {
+        self.controls.borrow_mut().push((job, control));
+    }
+}
+
+impl Recorder {
+    /// The requests since the last call.
+    fn take(&self) -> Vec<(JobId, Request)> {
+        std::mem::take(&mut self.requests.borrow_mut())
+    }
+}
+
+fn finished(job: JobId, outcome: Result<JobOutput, EngineError>) -> Event {
+    Event::Finished { job, outcome }
+}
+
+/// An app in a known state, as if the engine had loaded the model and the data.
 fn app() -> App {
     let c = sample_config();
     let mut a = App::new(c.clone(), PathBuf::from("sample-data/ftui.toml"));
-    a.on_engine(Event::ModelLoaded(Box::new(model_info())));
-    a.on_engine(Event::DataReady(Box::new(data_view(&c))));
+    a.on_engine(finished(
+        JobId(1000),
+        Ok(JobOutput::Model(Box::new(model_info()))),
+    ));
+    a.on_engine(finished(
+        JobId(1001),
+        Ok(JobOutput::Data(Box::new(data_view(&c)))),
+    ));
     a
 }
 
@@ -84,64 +130,133 @@ fn render(app: &App, w: u16, h: u16) -> String {
 
 fn check_snapshot(name: &str, text: &str) {
     let path = root().join("tests/snapshots").join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() || !path.exists() {
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&path, text).expect("write snapshot");
         return;
     }
-    let expected = std::fs::read_to_string(&path).expect("snapshot");
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "snapshot {} is missing; UPDATE_SNAPSHOTS=1 writes it. The screen:\n{text}",
+            path.display()
+        )
+    });
     assert_eq!(
         text, expected,
         "snapshot {name} differs; UPDATE_SNAPSHOTS=1 rewrites it"
     );
 }
 
-fn key(engine: &Engine, app: &mut App, code: KeyCode) {
-    app.on_key(KeyEvent::new(code, KeyModifiers::NONE), engine);
+fn press(jobs: &dyn Jobs, app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE), jobs);
 }
 
-fn idle_engine() -> Engine {
-    Engine::start()
+fn type_text(jobs: &dyn Jobs, app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(jobs, app, KeyCode::Char(c));
+    }
+}
+
+/// Selects pane `name` with its number key.
+fn select(jobs: &dyn Jobs, app: &mut App, name: &str) {
+    let i = app
+        .pane_names()
+        .iter()
+        .position(|n| *n == name)
+        .expect("a pane by that name");
+    let digit = char::from_digit(i as u32 + 1, 10).expect("digit");
+    press(jobs, app, KeyCode::Char(digit));
+    assert_eq!(app.pane(), name);
+}
+
+fn answer(job: JobId, text: &str) -> Event {
+    let result = GenerationResult {
+        prompt_text: "<|im_start|>user\n…".into(),
+        prompt_ids: vec![1, 2, 3],
+        token_ids: vec![4, 5],
+        text: text.into(),
+        finish: FinishReason::Eos,
+    };
+    finished(
+        job,
+        Ok(JobOutput::Generated {
+            results: vec![result],
+            stats: GenerationStats {
+                prompt_tokens: 3,
+                new_tokens: 12,
+                prompt_seconds: 0.1,
+                decode_seconds: 1.0,
+            },
+        }),
+    )
+}
+
+/// Types `message` in the Chat pane and sends it; returns the generation requests.
+fn send_message(jobs: &Recorder, app: &mut App, message: &str) -> Vec<(JobId, Request)> {
+    select(jobs, app, "chat");
+    press(jobs, app, KeyCode::Char('i'));
+    type_text(jobs, app, message);
+    press(jobs, app, KeyCode::Enter);
+    jobs.take()
 }
 
 #[test]
 fn every_pane_matches_its_snapshot_at_80x24_and_120x40() {
-    let engine = idle_engine();
+    let jobs = Recorder::default();
     let mut a = app();
-    for (i, pane) in Pane::ALL.iter().enumerate() {
-        a.pane = *pane;
-        if *pane == Pane::Chat {
-            a.chat.turns = vec![
-                Turn {
-                    role: "user".into(),
-                    content: "The Force is strong in you!".into(),
-                    base: None,
-                },
-                Turn {
-                    role: "assistant".into(),
-                    content: "Strong in you, the Force is. Yes, hrrmmm.".into(),
-                    base: None,
-                },
-            ];
-        }
-        check_snapshot(&format!("pane{}-80x24", i + 1), &render(&a, 80, 24));
-        check_snapshot(&format!("pane{}-120x40", i + 1), &render(&a, 120, 40));
+    let asked = send_message(&jobs, &mut a, "The Force is strong in you!");
+    a.on_engine(answer(
+        asked[0].0,
+        "Strong in you, the Force is. Yes, hrrmmm.",
+    ));
+    for name in a.pane_names() {
+        select(&jobs, &mut a, name);
+        check_snapshot(&format!("{name}-80x24"), &render(&a, 80, 24));
+        check_snapshot(&format!("{name}-120x40"), &render(&a, 120, 40));
     }
-    key(&engine, &mut a, KeyCode::Char('?'));
+    press(&jobs, &mut a, KeyCode::Char('?'));
     check_snapshot("help-100x40", &render(&a, 100, 40));
 }
 
 #[test]
-fn tab_and_number_keys_move_between_panes() {
-    let engine = idle_engine();
+fn a_wrapped_answer_continues_under_its_text() {
+    let jobs = Recorder::default();
     let mut a = app();
-    assert_eq!(a.pane, Pane::Config);
-    key(&engine, &mut a, KeyCode::Tab);
-    assert_eq!(a.pane, Pane::Data);
-    key(&engine, &mut a, KeyCode::BackTab);
-    key(&engine, &mut a, KeyCode::BackTab);
-    assert_eq!(a.pane, Pane::Chat);
-    key(&engine, &mut a, KeyCode::Char('3'));
-    assert_eq!(a.pane, Pane::Batches);
+    let asked = send_message(&jobs, &mut a, "Tell me about the Force, at length please.");
+    a.on_engine(answer(
+        asked[0].0,
+        "Surrounds us and binds us, the Force does. Luminous beings are we, not this crude matter. Feel it you must, between you, me, the tree, the rock, everywhere.",
+    ));
+    let screen = render(&a, 60, 20);
+    check_snapshot("chat-wrapped-60x20", &screen);
+    let lines: Vec<&str> = screen.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.contains("assistant: Surrounds"))
+        .expect("the answer");
+    // Continuation lines start in the text column, after the border and the role column.
+    for l in &lines[first + 1..first + 4] {
+        assert!(
+            l.starts_with("│           ") && !l.starts_with("│            "),
+            "{l:?}"
+        );
+    }
+}
+
+#[test]
+fn number_keys_tab_and_clicks_select_panes() {
+    let jobs = Recorder::default();
+    let mut a = app();
+    assert_eq!(a.pane(), "config");
+    press(&jobs, &mut a, KeyCode::Char('2'));
+    assert_eq!(a.pane(), "data");
+    press(&jobs, &mut a, KeyCode::Tab);
+    assert_eq!(a.pane(), "batches");
+    press(&jobs, &mut a, KeyCode::BackTab);
+    press(&jobs, &mut a, KeyCode::BackTab);
+    press(&jobs, &mut a, KeyCode::BackTab);
+    assert_eq!(a.pane(), "chat", "back from the first is the last");
+    press(&jobs, &mut a, KeyCode::Char('9'));
+    assert_eq!(a.pane(), "chat", "no ninth pane");
     // A click on the tab bar selects the tab under the pointer.
     a.on_mouse(MouseEvent {
         kind: MouseEventKind::Down(MouseButton::Left),
@@ -149,116 +264,373 @@ fn tab_and_number_keys_move_between_panes() {
         row: 0,
         modifiers: KeyModifiers::NONE,
     });
-    assert_eq!(a.pane, Pane::Data);
-    key(&engine, &mut a, KeyCode::Char('?'));
+    assert_eq!(a.pane(), "data");
+    assert!(
+        jobs.take().is_empty(),
+        "moving around asks the engine nothing"
+    );
+}
+
+#[test]
+fn help_lists_every_pane_and_its_actions() {
+    let jobs = Recorder::default();
+    let mut a = app();
+    press(&jobs, &mut a, KeyCode::Char('?'));
     assert!(a.show_help);
-    key(&engine, &mut a, KeyCode::Char('x'));
+    let screen = render(&a, 160, 60);
+    // The help box alone: from its title to its bottom border.
+    let help: String = screen
+        .lines()
+        .skip_while(|l| !l.contains(" Keys "))
+        .take_while(|l| !l.contains('└'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for title in ["Config", "Data & template", "Batches", "Chat"] {
+        assert!(help.contains(title), "{title} missing:\n{help}");
+    }
+    for action in [
+        "masking",
+        "side by side",
+        "search",
+        "save",
+        "next batch",
+        "clear the chat",
+    ] {
+        assert!(help.contains(action), "{action} missing:\n{help}");
+    }
+    assert!(help.contains("1-4") && help.contains("go to pane"));
+    press(&jobs, &mut a, KeyCode::Char('x'));
     assert!(!a.show_help, "any key closes help");
 }
 
 #[test]
+fn e_in_config_starts_a_text_input_with_a_cursor() {
+    let jobs = Recorder::default();
+    let mut a = app();
+    press(&jobs, &mut a, KeyCode::Char('e'));
+    assert!(
+        render(&a, 100, 30).contains("\"default\"▏"),
+        "the value, cursor at its end"
+    );
+    // Typing goes to the input, not to the keys it would otherwise be.
+    press(&jobs, &mut a, KeyCode::Home);
+    press(&jobs, &mut a, KeyCode::Delete);
+    type_text(&jobs, &mut a, "q2");
+    assert!(!a.quit, "q is a character while typing");
+    assert_eq!(a.pane(), "config", "2 is a character while typing");
+    press(&jobs, &mut a, KeyCode::End);
+    press(&jobs, &mut a, KeyCode::Left);
+    press(&jobs, &mut a, KeyCode::Backspace);
+    let screen = render(&a, 100, 30);
+    assert!(screen.contains("q2defaul▏\""), "{screen}");
+    press(&jobs, &mut a, KeyCode::Esc);
+    assert!(render(&a, 100, 30).contains("\"default\""));
+    assert!(jobs.take().is_empty());
+}
+
+#[test]
+fn searching_the_data_edits_the_filter() {
+    let jobs = Recorder::default();
+    let mut a = app();
+    select(&jobs, &mut a, "data");
+    press(&jobs, &mut a, KeyCode::Char('/'));
+    type_text(&jobs, &mut a, "forcx");
+    press(&jobs, &mut a, KeyCode::Backspace);
+    type_text(&jobs, &mut a, "e");
+    let screen = render(&a, 100, 30);
+    assert!(screen.contains("/force▏ ("), "{screen}");
+    press(&jobs, &mut a, KeyCode::Enter);
+    let screen = render(&a, 100, 30);
+    assert!(screen.contains("/force ("), "{screen}");
+    press(&jobs, &mut a, KeyCode::Char('1'));
+    assert_eq!(a.pane(), "config", "keys act again after the search");
+}
+
+#[test]
 fn bad_config_edit_shows_an_error_and_saves_nothing() {
-    let engine = idle_engine();
+    let jobs = Recorder::default();
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("run.toml");
     let mut a = app();
-    a.config_path = path.clone();
-    let before = a.config.clone();
+    a.ctx.config_path = path.clone();
+    let before = a.ctx.config.clone();
     // Select [lora] r and type a negative rank.
     let r = ftui::config::FIELDS
         .iter()
         .position(|f| f.section == "lora" && f.key == "r")
         .expect("r");
-    a.config_pane.selected = r;
-    key(&engine, &mut a, KeyCode::Enter);
-    for _ in 0..4 {
-        key(&engine, &mut a, KeyCode::Backspace);
+    for _ in 0..r {
+        press(&jobs, &mut a, KeyCode::Char('j'));
     }
-    key(&engine, &mut a, KeyCode::Char('-'));
-    key(&engine, &mut a, KeyCode::Char('4'));
-    key(&engine, &mut a, KeyCode::Enter);
-    assert_eq!(a.config, before, "a refused edit changes nothing");
+    press(&jobs, &mut a, KeyCode::Enter);
+    for _ in 0..4 {
+        press(&jobs, &mut a, KeyCode::Backspace);
+    }
+    type_text(&jobs, &mut a, "-4");
+    press(&jobs, &mut a, KeyCode::Enter);
+    assert_eq!(a.ctx.config, before, "a refused edit changes nothing");
     let screen = render(&a, 100, 30);
     assert!(screen.contains("must be a positive rank"), "{screen}");
-    key(&engine, &mut a, KeyCode::Esc);
-    key(&engine, &mut a, KeyCode::Char('s'));
+    assert!(jobs.take().is_empty());
+    press(&jobs, &mut a, KeyCode::Esc);
+    press(&jobs, &mut a, KeyCode::Char('s'));
     assert!(path.exists());
-    // A good edit, saved: the file loads back equal.
-    key(&engine, &mut a, KeyCode::Enter);
-    key(&engine, &mut a, KeyCode::Backspace);
-    key(&engine, &mut a, KeyCode::Char('6'));
-    key(&engine, &mut a, KeyCode::Enter);
-    assert_eq!(a.config.lora.as_ref().expect("lora").r, 6);
-    key(&engine, &mut a, KeyCode::Char('s'));
+    // A good edit, saved: the file loads back equal, and the data is prepared again.
+    press(&jobs, &mut a, KeyCode::Enter);
+    press(&jobs, &mut a, KeyCode::Backspace);
+    type_text(&jobs, &mut a, "6");
+    press(&jobs, &mut a, KeyCode::Enter);
+    assert_eq!(a.ctx.config.lora.as_ref().expect("lora").r, 6);
+    let asked = jobs.take();
+    assert!(
+        matches!(&asked[..], [(_, Request::PrepareData(c))] if **c == a.ctx.config),
+        "{asked:?}"
+    );
+    assert!(render(&a, 100, 30).contains("(unsaved: s saves)"));
+    press(&jobs, &mut a, KeyCode::Char('s'));
     assert_eq!(
         RunConfig::load(&path).expect("saved config loads"),
-        a.config
+        a.ctx.config
     );
+    assert!(!render(&a, 100, 30).contains("(unsaved"));
+}
+
+/// The data preparation the last key asked for.
+fn prepare_request(jobs: &Recorder) -> (JobId, RunConfig) {
+    match jobs.take().pop() {
+        Some((job, Request::PrepareData(c))) => (job, *c),
+        other => panic!("expected a data preparation, got {other:?}"),
+    }
 }
 
 #[test]
 fn masking_key_changes_the_batch_view() {
-    let engine = idle_engine();
+    let jobs = Recorder::default();
     let mut a = app();
-    a.pane = Pane::Batches;
+    select(&jobs, &mut a, "batches");
     let before = render(&a, 120, 40);
     // First stop: assistant-only, which SmolLM2's template (no generation
     // blocks) cannot do; the engine's refusal shows in the status line.
-    key(&engine, &mut a, KeyCode::Char('m'));
-    assert!(a.preparing, "the change asks the engine to prepare again");
-    let message = try_data_view(&a.config).expect_err("no generation blocks");
-    a.on_engine(Event::Error {
-        task: "prepare data".into(),
-        message,
-    });
-    assert!(render(&a, 200, 40).contains("{% generation %}"));
+    press(&jobs, &mut a, KeyCode::Char('m'));
+    let (job, config) = prepare_request(&jobs);
+    assert!(config.training.assistant_only_loss);
+    assert!(render(&a, 120, 40).contains("(preparing…)"));
+    let error = try_data_view(&config).expect_err("no generation blocks");
+    a.on_engine(finished(job, Err(error)));
+    let screen = render(&a, 200, 40);
+    assert!(screen.contains("prepare data failed") && screen.contains("{% generation %}"));
     // Next: every token trained. What the engine answers is built here directly.
-    key(&engine, &mut a, KeyCode::Char('m'));
-    let view = data_view(&a.config);
-    a.on_engine(Event::DataReady(Box::new(view)));
+    press(&jobs, &mut a, KeyCode::Char('m'));
+    let (job, config) = prepare_request(&jobs);
+    a.on_engine(finished(
+        job,
+        Ok(JobOutput::Data(Box::new(data_view(&config)))),
+    ));
     let after = render(&a, 120, 40);
     assert_ne!(before, after);
     assert!(after.contains("all tokens"), "{after}");
-    // Two changes in a row while the first is being prepared: the second waits
-    // and goes out as one request when the first is done.
-    key(&engine, &mut a, KeyCode::Char('d'));
-    assert!(a.preparing && !a.prepare_again);
-    key(&engine, &mut a, KeyCode::Char('d'));
-    assert!(a.prepare_again, "the second change is held back");
-    a.on_engine(Event::DataReady(Box::new(data_view(&a.config))));
-    a.on_tick(&engine);
-    assert!(
-        a.preparing && !a.prepare_again,
-        "one request for both changes"
-    );
-    a.on_engine(Event::DataReady(Box::new(data_view(&a.config))));
+    // Two changes in a row: each is sent; only the latest one's data is shown,
+    // and the older one's answer (superseded by the engine) changes nothing.
+    press(&jobs, &mut a, KeyCode::Char('d'));
+    let (first, _) = prepare_request(&jobs);
+    press(&jobs, &mut a, KeyCode::Char('d'));
+    let (second, config) = prepare_request(&jobs);
+    a.on_engine(finished(first, Err(EngineError::Superseded { by: second })));
+    assert!(render(&a, 120, 40).contains("(preparing…)"));
+    assert!(!render(&a, 200, 40).contains("superseded"), "not a failure");
+    a.on_engine(finished(
+        second,
+        Ok(JobOutput::Data(Box::new(data_view(&config)))),
+    ));
+    assert!(!render(&a, 120, 40).contains("(preparing…)"));
     // Packing flattens the batch into one padding-free row.
-    key(&engine, &mut a, KeyCode::Char('p'));
-    let view = data_view(&a.config);
-    a.on_engine(Event::DataReady(Box::new(view)));
+    press(&jobs, &mut a, KeyCode::Char('p'));
+    let (job, config) = prepare_request(&jobs);
+    a.on_engine(finished(
+        job,
+        Ok(JobOutput::Data(Box::new(data_view(&config)))),
+    ));
     assert!(render(&a, 120, 40).contains("padding-free"));
 }
 
 #[test]
-fn quit_asks_while_the_engine_is_busy() {
-    let engine = Engine::start();
+fn side_by_side_names_each_adapter_and_streams_into_its_column() {
+    let jobs = Recorder::default();
     let mut a = app();
-    // Loading the default model keeps the engine busy for a moment.
-    engine.send(Command::LoadModel {
-        source: "default".into(),
-        dtype: ftui::config::DType::Float32,
-        device: "cpu".into(),
-        attn: ftui::config::AttnImplementation::Sdpa,
-        quantization: None,
+    select(&jobs, &mut a, "chat");
+    press(&jobs, &mut a, KeyCode::Char('b'));
+    let asked = send_message(&jobs, &mut a, "Hello");
+    let adapters: Vec<Option<&str>> = asked
+        .iter()
+        .map(|(_, r)| match r {
+            Request::Generate(g) => g.adapter.as_deref(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(adapters, [None, Some("trained")], "base, then the adapter");
+    let (base, tuned) = (asked[0].0, asked[1].0);
+    for (job, text) in [(base, "Hi from base"), (tuned, "Hello, young one")] {
+        a.on_engine(Event::Started {
+            job,
+            task: Task::Generate,
+        });
+        a.on_engine(Event::Text {
+            job,
+            row: 0,
+            text: text.into(),
+        });
+    }
+    let screen = render(&a, 120, 30);
+    assert!(screen.contains("[generating]"), "{screen}");
+    let row = screen
+        .lines()
+        .find(|l| l.contains("Hi from base"))
+        .expect("base answer");
+    assert!(row.contains("Hello, young one"), "side by side:\n{screen}");
+    assert!(
+        row.find("Hi from base") < row.find("Hello, young one"),
+        "base on the left"
+    );
+    // Esc stops both.
+    press(&jobs, &mut a, KeyCode::Esc);
+    assert_eq!(
+        *jobs.controls.borrow(),
+        [(base, Control::Stop), (tuned, Control::Stop)]
+    );
+    a.on_engine(answer(base, "Hi from base, done"));
+    a.on_engine(answer(tuned, "Hello, young one, done"));
+    let screen = render(&a, 120, 30);
+    assert!(screen.contains("[ready]") && screen.contains("last answer"));
+}
+
+#[test]
+fn a_refused_adapter_switch_says_why() {
+    let jobs = Recorder::default();
+    let mut a = app();
+    let asked = send_message(&jobs, &mut a, "Hello");
+    press(&jobs, &mut a, KeyCode::Char('a'));
+    let switch = match &jobs.take()[..] {
+        [(job, Request::SetAdapter(None))] => *job,
+        other => panic!("{other:?}"),
+    };
+    a.on_engine(finished(
+        switch,
+        Err(EngineError::ModelBusy {
+            task: Task::SetAdapter,
+            holder: asked[0].0,
+            holder_task: Task::Generate,
+        }),
+    ));
+    let screen = render(&a, 200, 30);
+    assert!(
+        screen.contains(
+            "switch adapter failed: cannot switch adapter while job #1 (generate) uses the model"
+        ),
+        "{screen}"
+    );
+}
+
+#[test]
+fn a_model_reload_refused_while_chatting_keeps_the_model() {
+    let jobs = Recorder::default();
+    let mut a = app();
+    let chat = send_message(&jobs, &mut a, "Hello")[0].0;
+    select(&jobs, &mut a, "config");
+    let dtype = ftui::config::FIELDS
+        .iter()
+        .position(|f| f.section == "model" && f.key == "dtype")
+        .expect("dtype");
+    for _ in 0..dtype {
+        press(&jobs, &mut a, KeyCode::Char('j'));
+    }
+    press(&jobs, &mut a, KeyCode::Char('e'));
+    for _ in 0.."\"auto\"".len() {
+        press(&jobs, &mut a, KeyCode::Backspace);
+    }
+    type_text(&jobs, &mut a, "\"float32\"");
+    press(&jobs, &mut a, KeyCode::Enter);
+    let asked = jobs.take();
+    let load = match &asked[..] {
+        [(job, Request::LoadModel(spec)), .., (_, Request::PrepareData(_))] => {
+            assert_eq!(spec.dtype, ftui::config::DType::Float32);
+            *job
+        }
+        other => panic!("{other:?}"),
+    };
+    a.on_engine(finished(
+        load,
+        Err(EngineError::ModelBusy {
+            task: Task::LoadModel,
+            holder: chat,
+            holder_task: Task::Generate,
+        }),
+    ));
+    let screen = render(&a, 200, 24);
+    assert!(
+        screen.contains("SmolLM2-135M-Instruct.Q4_1.gguf · llama"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(
+            "load model failed: cannot load model while job #1 (generate) uses the model"
+        ),
+        "{screen}"
+    );
+}
+
+#[test]
+fn progress_on_a_local_file_reads_rather_than_downloads() {
+    let jobs = Recorder::default();
+    let mut a = App::new(sample_config(), PathBuf::from("sample-data/ftui.toml"));
+    a.start(&jobs);
+    let job = jobs
+        .take()
+        .into_iter()
+        .find(|(_, r)| r.task() == Task::PrepareData)
+        .expect("data asked for")
+        .0;
+    a.on_engine(Event::Started {
+        job,
+        task: Task::PrepareData,
     });
-    key(&engine, &mut a, KeyCode::Char('q'));
+    a.on_engine(Event::Progress {
+        job,
+        progress: Progress {
+            stage: Stage::Read,
+            item: "sample-data/yoda_sentences.jsonl".into(),
+            done: 50,
+            total: 100,
+        },
+    });
+    let screen = render(&a, 160, 24);
+    assert!(
+        screen.contains("[preparing data] read sample-data/yoda_sentences.jsonl 50%"),
+        "{screen}"
+    );
+    assert!(!screen.contains("download"));
+}
+
+#[test]
+fn quit_asks_while_a_job_runs() {
+    let jobs = Recorder::default();
+    let mut a = app();
+    a.start(&jobs);
+    press(&jobs, &mut a, KeyCode::Char('q'));
     assert!(a.confirm_quit && !a.quit);
     assert!(render(&a, 80, 24).contains("Quit anyway?"));
-    key(&engine, &mut a, KeyCode::Char('n'));
+    press(&jobs, &mut a, KeyCode::Char('n'));
     assert!(!a.confirm_quit && !a.quit);
-    key(&engine, &mut a, KeyCode::Char('q'));
-    key(&engine, &mut a, KeyCode::Char('y'));
+    press(&jobs, &mut a, KeyCode::Char('q'));
+    press(&jobs, &mut a, KeyCode::Char('y'));
     assert!(a.quit);
+    // With every job finished, q quits at once.
+    let mut b = app();
+    b.start(&jobs);
+    for (job, _) in jobs.take() {
+        b.on_engine(finished(job, Err(EngineError::Stopped)));
+    }
+    press(&jobs, &mut b, KeyCode::Char('q'));
+    assert!(b.quit && !b.confirm_quit);
 }
 
 #[test]
@@ -267,13 +639,7 @@ fn keys_are_handled_at_once_while_the_engine_loads_a_model() {
     // and the redraw after it take far less than the 100 ms budget.
     let engine = Engine::start();
     let mut a = app();
-    engine.send(Command::LoadModel {
-        source: "default".into(),
-        dtype: ftui::config::DType::Float32,
-        device: "cpu".into(),
-        attn: ftui::config::AttnImplementation::Sdpa,
-        quantization: None,
-    });
+    a.start(&engine);
     let mut t = Terminal::new(TestBackend::new(100, 30)).expect("terminal");
     let mut worst = std::time::Duration::ZERO;
     for code in [
@@ -286,7 +652,10 @@ fn keys_are_handled_at_once_while_the_engine_loads_a_model() {
     ] {
         assert!(engine.is_busy(), "the engine should still be loading");
         let start = std::time::Instant::now();
-        key(&engine, &mut a, code);
+        press(&engine, &mut a, code);
+        while let Ok(e) = engine.events().try_recv() {
+            a.on_engine(e);
+        }
         t.draw(|f| a.draw(f)).expect("draw");
         worst = worst.max(start.elapsed());
     }

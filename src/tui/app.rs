@@ -1,14 +1,20 @@
-//! The app state and its updates; drawing reads it and changes nothing.
+//! The app: the list of panes, the state they read ([`Ctx`]), and the routing
+//! between keys, panes and the engine. Panes answer keys with [`Effect`]s; the
+//! app applies them, submitting engine requests through [`Jobs`], and hands
+//! each engine event to the pane whose job it is. Drawing reads the state and
+//! changes nothing.
 
-use super::batches::{BatchRequest, BatchesPane};
+use super::batches::BatchesPane;
 use super::chat::ChatPane;
-use super::config_pane::{ConfigPane, ConfigRequest};
+use super::config_pane::ConfigPane;
 use super::data_pane::DataPane;
 use super::keys::{Action, KeyMap};
+use super::pane::{Ctx, Effect, Pane, Status, StatusKind};
 use super::theme::Theme;
 use crate::config::RunConfig;
-use crate::dataview::DataView;
-use crate::engine::{Command, Engine, Event, ModelInfo};
+use crate::engine::protocol::{
+    EngineError, Event, JobId, JobOutput, Jobs, ModelSpec, Progress, Request, Task,
+};
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
@@ -16,45 +22,8 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
 use ratatui::Frame;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pane {
-    Config,
-    Data,
-    Batches,
-    Chat,
-}
-
-impl Pane {
-    pub const ALL: [Pane; 4] = [Pane::Config, Pane::Data, Pane::Batches, Pane::Chat];
-    pub fn title(self) -> &'static str {
-        match self {
-            Pane::Config => "Config",
-            Pane::Data => "Data & template",
-            Pane::Batches => "Batches",
-            Pane::Chat => "Chat",
-        }
-    }
-    /// Every action the pane answers to (for the key map and the help screen).
-    fn actions(self) -> &'static [Action] {
-        match self {
-            Pane::Config => ConfigPane::ACTIONS,
-            Pane::Data => DataPane::ACTIONS,
-            Pane::Batches => BatchesPane::ACTIONS,
-            Pane::Chat => ChatPane::ACTIONS,
-        }
-    }
-    /// The few the hint bar shows.
-    fn hints(self) -> &'static [Action] {
-        match self {
-            Pane::Config => ConfigPane::HINTS,
-            Pane::Data => DataPane::HINTS,
-            Pane::Batches => BatchesPane::HINTS,
-            Pane::Chat => ChatPane::HINTS,
-        }
-    }
-}
 
 /// Actions available in every pane.
 const GLOBAL_ACTIONS: &[Action] = &[
@@ -65,116 +34,166 @@ const GLOBAL_ACTIONS: &[Action] = &[
     Action::Quit,
 ];
 
+/// A job the app submitted and has not seen finish.
+struct JobEntry {
+    task: Task,
+    /// The pane that asked for it (none: the app itself).
+    owner: Option<usize>,
+    started: bool,
+}
+
 pub struct App {
-    pub config: RunConfig,
-    pub config_path: PathBuf,
-    pub pane: Pane,
-    pub model: Option<ModelInfo>,
-    pub data: Option<DataView>,
-    pub preparing: bool,
-    /// The config changed while data was being prepared.
-    pub prepare_again: bool,
-    pub engine_state: String,
-    pub progress: Option<(String, u64, u64)>,
-    pub status: Option<(String, bool)>,
+    pub ctx: Ctx,
+    panes: Vec<Box<dyn Pane>>,
+    selected: usize,
+    keys: KeyMap,
+    theme_name: String,
+    jobs: BTreeMap<JobId, JobEntry>,
+    progress: Option<(JobId, Progress)>,
+    pub status: Option<Status>,
     pub show_help: bool,
     pub confirm_quit: bool,
     pub quit: bool,
-    pub theme: Theme,
-    pub theme_name: String,
-    pub keys: KeyMap,
-    pub config_pane: ConfigPane,
-    pub data_pane: DataPane,
-    pub batches: BatchesPane,
-    pub chat: ChatPane,
 }
 
 impl App {
     pub fn new(config: RunConfig, config_path: PathBuf) -> Self {
-        let chat = ChatPane::new(&config);
         let theme_name = config.ui.theme.clone();
         let (theme, mut status) = match Theme::load(&theme_name) {
             Ok(t) => (t, None),
             Err(e) => (
                 Theme::default(),
-                Some((format!("theme: {e}; using dark"), true)),
+                Some(Status::error(format!("theme: {e}; using dark"))),
             ),
         };
         let keys = KeyMap::load().unwrap_or_else(|e| {
-            status = Some((format!("{e}; using the default keys"), true));
+            status = Some(Status::error(format!("{e}; using the default keys")));
             KeyMap::default()
         });
+        // The panes, in tab order: the only list of them.
+        let panes: Vec<Box<dyn Pane>> = vec![
+            Box::new(ConfigPane::default()),
+            Box::new(DataPane::default()),
+            Box::new(BatchesPane::default()),
+            Box::new(ChatPane::new(&config)),
+        ];
         App {
-            config_pane: ConfigPane::default(),
-            data_pane: DataPane::default(),
-            batches: BatchesPane::default(),
-            chat,
-            config,
-            config_path,
-            pane: Pane::Config,
-            model: None,
-            data: None,
-            preparing: false,
-            prepare_again: false,
-            engine_state: "idle".into(),
+            ctx: Ctx {
+                config,
+                config_path,
+                dirty: false,
+                model: None,
+                data: None,
+                data_version: 0,
+                data_job: None,
+                theme,
+            },
+            theme_name,
+            panes,
+            selected: 0,
+            keys,
+            jobs: BTreeMap::new(),
             progress: None,
             status,
             show_help: false,
             confirm_quit: false,
             quit: false,
-            theme,
-            theme_name,
-            keys,
         }
     }
 
-    /// Asks the engine for the configured model, a trained adapter in the
-    /// output folder if there is one, and the prepared data.
-    pub fn start(&mut self, engine: &Engine) {
-        let m = &self.config.model;
-        engine.send(Command::LoadModel {
-            source: m.source.clone(),
-            dtype: m.dtype,
-            device: m.device.clone(),
-            attn: m.attn_implementation,
-            quantization: self.config.quantization.clone(),
-        });
-        self.engine_state = format!("loading {}", m.source);
-        let out = PathBuf::from(&self.config.training.output_dir);
+    /// The selected pane's name.
+    pub fn pane(&self) -> &'static str {
+        self.panes[self.selected].name()
+    }
+
+    /// Every pane's name, in tab order.
+    pub fn pane_names(&self) -> Vec<&'static str> {
+        self.panes.iter().map(|p| p.name()).collect()
+    }
+
+    /// Whether a job the app asked for has not finished.
+    pub fn is_busy(&self) -> bool {
+        !self.jobs.is_empty()
+    }
+
+    /// Asks for the configured model, a trained adapter in the output folder
+    /// if there is one, and the prepared data.
+    pub fn start(&mut self, jobs: &dyn Jobs) {
+        let spec = ModelSpec::from_config(&self.ctx.config);
+        self.submit(Request::LoadModel(spec), None, jobs);
+        let out = PathBuf::from(&self.ctx.config.training.output_dir);
         if out.join("adapter_config.json").is_file() {
-            engine.send(Command::LoadAdapter {
+            let load = Request::LoadAdapter {
                 dir: out,
                 name: "trained".into(),
-            });
+            };
+            self.submit(load, None, jobs);
         }
-        self.prepare(engine);
+        self.prepare(jobs);
     }
 
-    /// Asks for the data prepared with the current config. While one request
-    /// runs, further changes wait and are sent as one when it ends.
-    fn prepare(&mut self, engine: &Engine) {
-        if self.preparing {
-            self.prepare_again = true;
-            return;
-        }
-        engine.send(Command::SetChatTemplate(
-            self.config.template.chat_template.clone(),
-        ));
-        if self.config.data.is_some() {
-            self.preparing = true;
-            engine.send(Command::PrepareData(Box::new(self.config.clone())));
+    /// Asks for the data prepared with the current config; the engine drops
+    /// an older request still in the works.
+    fn prepare(&mut self, jobs: &dyn Jobs) {
+        if self.ctx.config.data.is_some() {
+            let config = Box::new(self.ctx.config.clone());
+            self.submit(Request::PrepareData(config), None, jobs);
         }
     }
 
-    /// The adapter the chat compares against: the active one, else the first loaded.
-    fn adapter(&self) -> Option<String> {
-        let m = self.model.as_ref()?;
-        m.active_adapter
-            .clone()
-            .or_else(|| m.adapters.first().cloned())
+    fn submit(&mut self, request: Request, owner: Option<usize>, jobs: &dyn Jobs) -> JobId {
+        let task = request.task();
+        let job = jobs.submit(request);
+        self.jobs.insert(
+            job,
+            JobEntry {
+                task,
+                owner,
+                started: false,
+            },
+        );
+        if task == Task::PrepareData {
+            self.ctx.data_job = Some(job);
+        }
+        job
     }
 
-    pub fn on_key(&mut self, key: KeyEvent, engine: &Engine) {
+    fn apply(&mut self, pane: usize, effects: Vec<Effect>, jobs: &dyn Jobs) {
+        for effect in effects {
+            match effect {
+                Effect::Submit(request) => {
+                    let task = request.task();
+                    let job = self.submit(request, Some(pane), jobs);
+                    self.panes[pane].on_submitted(job, task);
+                }
+                Effect::Control(job, control) => jobs.control(job, control),
+                Effect::SetConfig(config) => self.set_config(*config, jobs),
+                Effect::SaveConfig => self.save(),
+                Effect::Status(s) => self.status = Some(s),
+            }
+        }
+    }
+
+    fn set_config(&mut self, config: RunConfig, jobs: &dyn Jobs) {
+        let reload = config.model != self.ctx.config.model
+            || config.quantization != self.ctx.config.quantization;
+        self.ctx.config = config;
+        self.ctx.dirty = true;
+        self.context_changed();
+        if reload {
+            self.start(jobs);
+        } else {
+            self.prepare(jobs);
+        }
+    }
+
+    fn context_changed(&mut self) {
+        for p in &mut self.panes {
+            p.on_context(&self.ctx);
+        }
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent, jobs: &dyn Jobs) {
         if key.kind != KeyEventKind::Press {
             return;
         }
@@ -193,115 +212,54 @@ impl App {
             return;
         }
         if ctrl_c {
-            self.request_quit(engine);
+            self.request_quit();
             return;
         }
+        let pane = self.selected;
         // A pane that is taking text gets every plain key first.
-        let typing = match self.pane {
-            Pane::Config => self.config_pane.captures(),
-            Pane::Data => self.data_pane.captures(),
-            Pane::Chat => self.chat.captures(&key),
-            Pane::Batches => false,
-        };
+        let typing = self.panes[pane].is_typing() && !key.modifiers.contains(KeyModifiers::CONTROL);
         if !typing {
+            let n = self.panes.len();
             match self.keys.action(&key, GLOBAL_ACTIONS) {
-                Some(Action::Quit) => return self.request_quit(engine),
-                Some(Action::Help) => {
-                    self.show_help = true;
-                    return;
-                }
-                Some(Action::NextPane) => return self.pane = next(self.pane, 1),
-                Some(Action::PrevPane) => return self.pane = next(self.pane, Pane::ALL.len() - 1),
+                Some(Action::Quit) => return self.request_quit(),
+                Some(Action::Help) => return self.show_help = true,
+                Some(Action::NextPane) => return self.selected = (pane + 1) % n,
+                Some(Action::PrevPane) => return self.selected = (pane + n - 1) % n,
                 Some(Action::CycleTheme) => return self.cycle_theme(),
                 _ => {}
             }
-            if let KeyCode::Char(c @ '1'..='4') = key.code {
-                self.pane = Pane::ALL[c as usize - '1' as usize];
+            if let Some(i) = digit(&key).filter(|&d| (1..=n).contains(&d)) {
+                self.selected = i - 1;
                 return;
             }
         }
-        let action = self.keys.action(&key, self.pane.actions());
-        match self.pane {
-            Pane::Config => {
-                let before = self.config.clone();
-                match self.config_pane.on_key(key, action, &mut self.config) {
-                    ConfigRequest::Changed => {
-                        self.status = Some(("changed (s saves the file)".into(), false));
-                        self.chat.apply_config(&self.config);
-                        if self.config.model != before.model
-                            || self.config.quantization != before.quantization
-                        {
-                            self.start(engine);
-                        } else {
-                            self.prepare(engine);
-                        }
-                    }
-                    ConfigRequest::Save => self.save(),
-                    ConfigRequest::None => {}
-                }
-            }
-            Pane::Data => self.data_pane.on_key(key, action, self.data.as_ref()),
-            Pane::Batches => {
-                if self
-                    .batches
-                    .on_key(action, self.data.as_ref(), &mut self.config)
-                    == BatchRequest::Reprepare
-                {
-                    self.config_pane.dirty = true;
-                    self.prepare(engine);
-                }
-            }
-            Pane::Chat => {
-                if action == Some(Action::ToggleAdapter) && !self.chat.editing {
-                    self.toggle_adapter(engine);
-                } else {
-                    let adapter = self.adapter();
-                    self.chat.on_key(key, action, engine, adapter.as_deref());
-                }
-            }
-        }
-    }
-
-    fn toggle_adapter(&mut self, engine: &Engine) {
-        let Some(m) = &self.model else {
-            return;
-        };
-        match (&m.active_adapter, m.adapters.first()) {
-            (Some(_), _) => engine.send(Command::SetAdapter(None)),
-            (None, Some(a)) => engine.send(Command::SetAdapter(Some(a.clone()))),
-            (None, None) => {
-                self.status = Some((
-                    format!(
-                        "no adapter loaded: train one, or put it in {}",
-                        self.config.training.output_dir
-                    ),
-                    true,
-                ))
-            }
-        }
+        let action = self.keys.action(&key, self.panes[pane].actions());
+        let effects = self.panes[pane].on_key(&key, action, &self.ctx);
+        self.apply(pane, effects, jobs);
     }
 
     fn save(&mut self) {
-        match self.config.save(&self.config_path) {
+        let path = &self.ctx.config_path;
+        self.status = Some(match self.ctx.config.save(path) {
             Ok(()) => {
-                self.config_pane.dirty = false;
-                self.status = Some((format!("saved {}", self.config_path.display()), false));
+                self.ctx.dirty = false;
+                Status::info(format!("saved {}", path.display()))
             }
-            Err(e) => self.status = Some((e.to_string(), true)),
-        }
+            Err(e) => Status::error(e.to_string()),
+        });
     }
 
     fn cycle_theme(&mut self) {
         let name = Theme::next_builtin(&self.theme_name);
         if let Some(t) = Theme::builtin(name) {
-            self.theme = t;
+            self.ctx.theme = t;
             self.theme_name = name.to_string();
-            self.status = Some((format!("theme: {name}"), false));
+            self.status = Some(Status::info(format!("theme: {name}")));
         }
     }
 
-    fn request_quit(&mut self, engine: &Engine) {
-        if engine.is_busy() {
+    fn request_quit(&mut self) {
+        if self.is_busy() {
             self.confirm_quit = true;
         } else {
             self.quit = true;
@@ -315,10 +273,10 @@ impl App {
             MouseEventKind::Down(MouseButton::Left) if m.row == 0 => {
                 // The tab bar: " 1 Config │ 2 Data & template │ ..."
                 let mut x = 0u16;
-                for (i, p) in Pane::ALL.iter().enumerate() {
-                    let width = format!("{} {}", i + 1, p.title()).chars().count() as u16 + 2;
+                for (i, p) in self.panes.iter().enumerate() {
+                    let width = tab_label(i, p.as_ref()).chars().count() as u16 + 2;
                     if m.column < x + width {
-                        self.pane = *p;
+                        self.selected = i;
                         return;
                     }
                     x += width + 1;
@@ -327,73 +285,77 @@ impl App {
             }
             _ => return,
         };
-        match self.pane {
-            Pane::Config => self.config_pane.scroll(delta),
-            Pane::Data => self.data_pane.scroll(delta),
-            Pane::Batches => {}
-            Pane::Chat => self.chat.scroll(delta),
-        }
+        self.panes[self.selected].on_scroll(delta);
     }
 
-    pub fn on_engine(&mut self, e: Event) {
-        match e {
-            Event::Progress { task, done, total } => self.progress = Some((task, done, total)),
-            Event::ModelLoaded(info) => {
-                self.engine_state = "ready".into();
-                self.progress = None;
-                self.status = Some((
-                    format!(
-                        "{} ({} parameters, {})",
-                        info.name,
-                        human(info.parameters as f64, ""),
-                        human(info.memory_footprint as f64, "B")
-                    ),
-                    false,
-                ));
-                self.model = Some(*info);
-            }
-            Event::Text { id, row, text } => self.chat.on_text(id, row, &text),
-            Event::Generated { id, results, stats } => {
-                self.engine_state = "ready".into();
-                self.chat.on_generated(id, &results, &stats);
-            }
-            Event::Scored(_) => self.engine_state = "ready".into(),
-            Event::DataReady(view) => {
-                self.preparing = false;
-                self.batches.clamp(&view);
-                self.data = Some(*view);
-            }
-            Event::Log(line) => self.status = Some((line, false)),
-            Event::Error { task, message } => {
-                self.engine_state = "ready".into();
-                self.progress = None;
-                match task.as_str() {
-                    "prepare data" => self.preparing = false,
-                    // The engine dropped the old model before trying the new one.
-                    "load model" => self.model = None,
-                    "generate" => self.chat.on_error(),
-                    _ => {}
+    pub fn on_engine(&mut self, event: Event) {
+        let job = event.job();
+        let owner = self.jobs.get(&job).and_then(|j| j.owner);
+        match &event {
+            Event::Started { .. } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.started = true;
                 }
-                self.status = Some((format!("{task} failed: {message}"), true));
             }
+            Event::Progress { progress, .. } => self.progress = Some((job, progress.clone())),
+            Event::Text { .. } => {}
+            Event::Finished { outcome, .. } => {
+                let entry = self.jobs.remove(&job);
+                if self.progress.as_ref().is_some_and(|(j, _)| *j == job) {
+                    self.progress = None;
+                }
+                self.finished(job, entry, outcome);
+            }
+        }
+        if let Some(p) = owner {
+            self.panes[p].on_job(&event);
         }
     }
 
-    pub fn on_tick(&mut self, engine: &Engine) {
-        if self.prepare_again && !self.preparing {
-            self.prepare_again = false;
-            self.prepare(engine);
+    /// What a finished job changes for every pane; `entry` is `None` for a job
+    /// this app did not submit.
+    fn finished(
+        &mut self,
+        job: JobId,
+        entry: Option<JobEntry>,
+        outcome: &Result<JobOutput, EngineError>,
+    ) {
+        let latest_data = self.ctx.data_job.is_none_or(|j| j == job);
+        if self.ctx.data_job == Some(job) {
+            self.ctx.data_job = None;
         }
-        let busy = engine.is_busy();
-        if busy && self.engine_state == "ready" {
-            self.engine_state = "busy".into();
-        } else if !busy && self.engine_state == "busy" {
-            self.engine_state = "ready".into();
+        match outcome {
+            Ok(JobOutput::Model(info)) => {
+                self.status = Some(Status::info(format!(
+                    "{} ({} parameters, {})",
+                    info.name,
+                    human(info.parameters as f64, ""),
+                    human(info.memory_footprint as f64, "B")
+                )));
+                self.ctx.model = Some((**info).clone());
+            }
+            Ok(JobOutput::Unloaded) => self.ctx.model = None,
+            Ok(JobOutput::Data(view)) if latest_data => {
+                self.ctx.data = Some((**view).clone());
+                self.ctx.data_version += 1;
+                self.context_changed();
+            }
+            Ok(_) | Err(EngineError::Superseded { .. }) => {}
+            Err(e) => {
+                let task = entry.as_ref().map(|j| j.task);
+                if task == Some(Task::LoadModel) && entry.as_ref().is_some_and(|j| j.started) {
+                    // The engine dropped the old model before trying the new one
+                    // (a load refused or stopped before it started changed nothing).
+                    self.ctx.model = None;
+                }
+                let what = task.map_or_else(|| format!("job {job}"), |t| t.name().to_string());
+                self.status = Some(Status::error(format!("{what} failed: {e}")));
+            }
         }
     }
 
     pub fn draw(&self, f: &mut Frame) {
-        let t = &self.theme;
+        let t = &self.ctx.theme;
         f.render_widget(Block::default().style(t.text), f.area());
         let [tabs, body, status, hints] = Layout::vertical([
             Constraint::Length(1),
@@ -402,37 +364,24 @@ impl App {
             Constraint::Length(1),
         ])
         .areas(f.area());
-        let titles: Vec<Line> = Pane::ALL
+        let titles: Vec<Line> = self
+            .panes
             .iter()
             .enumerate()
-            .map(|(i, p)| Line::from(format!("{} {}", i + 1, p.title())))
+            .map(|(i, p)| Line::from(tab_label(i, p.as_ref())))
             .collect();
-        let selected = Pane::ALL.iter().position(|p| *p == self.pane).unwrap_or(0);
         f.render_widget(
             Tabs::new(titles)
-                .select(selected)
+                .select(self.selected)
                 .style(t.dim)
                 .highlight_style(t.tab_active)
                 .divider("│"),
             tabs,
         );
-        let adapter = self.model.as_ref().and_then(|m| m.active_adapter.clone());
-        match self.pane {
-            Pane::Config => self
-                .config_pane
-                .draw(f, body, &self.config, &self.config_path, t),
-            Pane::Data => self
-                .data_pane
-                .draw(f, body, self.data.as_ref(), self.preparing, t),
-            Pane::Batches => {
-                self.batches
-                    .draw(f, body, self.data.as_ref(), &self.config, self.preparing, t)
-            }
-            Pane::Chat => self.chat.draw(f, body, adapter.as_deref(), t),
-        }
+        let pane = &self.panes[self.selected];
+        pane.draw(f, body, &self.ctx);
         f.render_widget(Paragraph::new(self.status_line()), status);
-        let keys: Vec<Span> = self
-            .pane
+        let keys: Vec<Span> = pane
             .hints()
             .iter()
             .chain([Action::Help, Action::Quit].iter())
@@ -465,10 +414,26 @@ impl App {
         }
     }
 
+    /// What the engine is doing for this app, in a word or two.
+    fn engine_state(&self) -> String {
+        let mut running: Vec<&str> = Vec::new();
+        for j in self.jobs.values().filter(|j| j.started) {
+            if !running.contains(&j.task.doing()) {
+                running.push(j.task.doing());
+            }
+        }
+        match (running.is_empty(), self.jobs.is_empty(), &self.ctx.model) {
+            (false, _, _) => running.join(", "),
+            (true, false, _) => "waiting".into(),
+            (true, true, Some(_)) => "ready".into(),
+            (true, true, None) => "idle".into(),
+        }
+    }
+
     fn status_line(&self) -> Line<'_> {
-        let t = &self.theme;
+        let t = &self.ctx.theme;
         let mut spans = Vec::new();
-        match &self.model {
+        match &self.ctx.model {
             Some(m) => spans.push(Span::styled(
                 format!(
                     " {} · {} · {} · {} ",
@@ -481,34 +446,37 @@ impl App {
             )),
             None => spans.push(Span::styled(" no model ", t.warning)),
         }
-        let adapter = self.model.as_ref().and_then(|m| m.active_adapter.clone());
+        let adapter = self
+            .ctx
+            .model
+            .as_ref()
+            .and_then(|m| m.active_adapter.as_deref());
         spans.push(Span::styled(
-            format!(" adapter: {} ", adapter.as_deref().unwrap_or("none")),
+            format!(" adapter: {} ", adapter.unwrap_or("none")),
             t.status,
         ));
-        spans.push(Span::styled(format!("[{}] ", self.engine_state), t.accent));
-        if let Some((task, done, total)) = &self.progress {
-            if *total > 0 {
-                spans.push(Span::styled(
-                    format!("{task} {:.0}% ", 100.0 * *done as f64 / *total as f64),
-                    t.accent,
-                ));
-            }
+        spans.push(Span::styled(
+            format!("[{}] ", self.engine_state()),
+            t.accent,
+        ));
+        if let Some((_, p)) = self.progress.as_ref().filter(|(_, p)| p.total > 0) {
+            spans.push(Span::styled(format!("{p} "), t.accent));
         }
-        if let Some((text, is_error)) = &self.status {
-            spans.push(Span::styled(
-                text.clone(),
-                if *is_error { t.error } else { t.dim },
-            ));
+        if let Some(s) = &self.status {
+            let style = match s.kind {
+                StatusKind::Info => t.dim,
+                StatusKind::Error => t.error,
+            };
+            spans.push(Span::styled(s.text.clone(), style));
         }
         Line::from(spans)
     }
 
     fn draw_help(&self, f: &mut Frame) {
-        let t = &self.theme;
+        let t = &self.ctx.theme;
         let area = centered(f.area(), 110, 36);
         let row = |k: String, d: &str| Line::styled(format!("  {k:<12} {d}"), t.text);
-        let section = |p: Pane| {
+        let section = |p: &dyn Pane| {
             let mut lines = vec![Line::styled(p.title(), t.accent)];
             lines.extend(
                 p.actions()
@@ -523,12 +491,15 @@ impl App {
                 .iter()
                 .map(|&a| row(self.keys.label(a), a.description())),
         );
-        left.push(row("1-4".into(), "go to pane"));
+        left.push(row(format!("1-{}", self.panes.len()), "go to pane"));
         left.push(row("Ctrl-C".into(), "quit (asks while the engine is busy)"));
-        left.extend(section(Pane::Config));
-        left.extend(section(Pane::Data));
-        let mut right = section(Pane::Batches);
-        right.extend(section(Pane::Chat));
+        // The first half of the panes on the left, the rest on the right.
+        let half = self.panes.len().div_ceil(2);
+        let mut right = Vec::new();
+        for (i, p) in self.panes.iter().enumerate() {
+            let column = if i < half { &mut left } else { &mut right };
+            column.extend(section(p.as_ref()));
+        }
         right.push(Line::styled("Any key closes this help.", t.dim));
         right.push(Line::styled(
             "Keys can be changed in keys.toml in the config folder (see ftui doctor).",
@@ -548,9 +519,17 @@ impl App {
     }
 }
 
-fn next(p: Pane, step: usize) -> Pane {
-    let i = Pane::ALL.iter().position(|x| *x == p).unwrap_or(0);
-    Pane::ALL[(i + step) % Pane::ALL.len()]
+/// `1 Config`
+fn tab_label(i: usize, p: &dyn Pane) -> String {
+    format!("{} {}", i + 1, p.title())
+}
+
+/// The digit a plain number key gives.
+fn digit(key: &KeyEvent) -> Option<usize> {
+    match key.code {
+        KeyCode::Char(c) if key.modifiers.is_empty() => c.to_digit(10).map(|d| d as usize),
+        _ => None,
+    }
 }
 
 /// The last path component of a model name.
@@ -559,7 +538,7 @@ fn short(name: &str) -> &str {
 }
 
 /// `123456789` -> `123.5M`.
-pub fn human(x: f64, unit: &str) -> String {
+fn human(x: f64, unit: &str) -> String {
     let (v, s) = if x >= 1e9 {
         (x / 1e9, "G")
     } else if x >= 1e6 {
@@ -572,7 +551,7 @@ pub fn human(x: f64, unit: &str) -> String {
     format!("{v:.1}{s}{unit}")
 }
 
-pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let w = width.min(area.width);
     let h = height.min(area.height);
     Rect::new(

@@ -2,13 +2,16 @@
 //! text, coloured by what training does with it — trained, masked (-100),
 //! padding — with a mark where a packed sequence starts; the selected token's
 //! id, label and position id are spelled out. Masking mode, packing, padding
-//! side and max_length can be switched here and the batch is rebuilt at once.
+//! side and max_length can be switched here: the changed config goes back to
+//! the app, which has the data prepared again. The batch shown is collated
+//! once per data view and batch, not per frame.
 
 use super::keys::Action;
-use super::theme::Theme;
+use super::pane::{Ctx, Effect, Pane};
 use crate::collate::{collate, starts_sequence, token_kinds, Batch, TokenKind, IGNORE};
 use crate::config::{PackingStrategy, PaddingSide, RunConfig};
-use crate::dataview::DataView;
+use crate::engine::protocol::DataView;
+use crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
@@ -17,18 +20,12 @@ use ratatui::Frame;
 
 #[derive(Debug, Default)]
 pub struct BatchesPane {
-    pub batch: usize,
-    pub row: usize,
-    pub token: usize,
-}
-
-/// What a key asks of the app: the pane only changes its own cursor; settings
-/// changes go back to the app, which re-prepares the data.
-#[derive(Debug, PartialEq)]
-pub enum BatchRequest {
-    None,
-    /// The config changed (masking, packing, padding side, max_length).
-    Reprepare,
+    batch: usize,
+    row: usize,
+    token: usize,
+    /// The current batch, collated from the data view of `data_version`.
+    collated: Option<Batch>,
+    data_version: u64,
 }
 
 /// The masking modes, as the training settings express them.
@@ -63,107 +60,75 @@ fn cycle_packing(c: &mut RunConfig) {
 }
 
 impl BatchesPane {
-    pub const ACTIONS: &'static [Action] = &[
-        Action::NextBatch,
-        Action::PrevBatch,
-        Action::Left,
-        Action::Right,
-        Action::Up,
-        Action::Down,
-        Action::Home,
-        Action::End,
-        Action::CycleMasking,
-        Action::CyclePacking,
-        Action::CyclePadding,
-        Action::LongerMaxLength,
-        Action::ShorterMaxLength,
-    ];
-    pub const HINTS: &'static [Action] = &[
-        Action::NextBatch,
-        Action::Right,
-        Action::CycleMasking,
-        Action::CyclePacking,
-        Action::CyclePadding,
-        Action::LongerMaxLength,
-    ];
-
     fn batch_count(view: &DataView) -> usize {
         view.rows.len().div_ceil(view.options.batch_size.max(1))
     }
 
-    /// The current batch, collated from the prepared rows.
-    pub fn current(&self, view: &DataView) -> Option<Batch> {
-        let bs = view.options.batch_size.max(1);
-        let rows = view.rows.chunks(bs).nth(self.batch)?;
-        Some(collate(rows, view.pad_id as i64, &view.options))
+    /// Collates the current batch from the prepared rows (none: no such batch).
+    fn recollate(&mut self, view: Option<&DataView>) {
+        self.collated = view.and_then(|view| {
+            let bs = view.options.batch_size.max(1);
+            let rows = view.rows.chunks(bs).nth(self.batch)?;
+            Some(collate(rows, view.pad_id as i64, &view.options))
+        });
     }
 
-    pub fn on_key(
-        &mut self,
-        action: Option<Action>,
-        view: Option<&DataView>,
-        config: &mut RunConfig,
-    ) -> BatchRequest {
+    /// A settings key: the config with the setting changed.
+    fn changed_config(action: Action, config: &RunConfig) -> Option<RunConfig> {
+        let mut c = config.clone();
         match action {
-            Some(Action::CycleMasking) => {
-                cycle_masking(config);
-                return BatchRequest::Reprepare;
-            }
-            Some(Action::CyclePacking) => {
-                cycle_packing(config);
-                return BatchRequest::Reprepare;
-            }
-            Some(Action::CyclePadding) => {
-                config.template.padding_side = match config.template.padding_side {
+            Action::CycleMasking => cycle_masking(&mut c),
+            Action::CyclePacking => cycle_packing(&mut c),
+            Action::CyclePadding => {
+                c.template.padding_side = match c.template.padding_side {
                     PaddingSide::Right => PaddingSide::Left,
                     PaddingSide::Left => PaddingSide::Right,
-                };
-                return BatchRequest::Reprepare;
+                }
             }
-            Some(Action::LongerMaxLength) => {
-                config.training.max_length += 16;
-                return BatchRequest::Reprepare;
+            Action::LongerMaxLength => c.training.max_length += 16,
+            Action::ShorterMaxLength => {
+                c.training.max_length = c.training.max_length.saturating_sub(16).max(16)
             }
-            Some(Action::ShorterMaxLength) => {
-                config.training.max_length = config.training.max_length.saturating_sub(16).max(16);
-                return BatchRequest::Reprepare;
-            }
-            _ => {}
+            _ => return None,
         }
-        let Some(view) = view else {
-            return BatchRequest::None;
-        };
-        let Some(b) = self.current(view) else {
-            return BatchRequest::None;
+        Some(c)
+    }
+
+    /// Moves the cursor within the data.
+    fn navigate(&mut self, action: Action, view: &DataView) {
+        let Some(b) = &self.collated else {
+            return;
         };
         let rows = b.input_ids.len();
         let width = b.input_ids.first().map_or(0, Vec::len);
         match action {
-            Some(Action::NextBatch) => {
-                self.batch = (self.batch + 1).min(Self::batch_count(view).saturating_sub(1));
+            Action::NextBatch | Action::PrevBatch => {
+                self.batch = if action == Action::NextBatch {
+                    (self.batch + 1).min(Self::batch_count(view).saturating_sub(1))
+                } else {
+                    self.batch.saturating_sub(1)
+                };
                 self.row = 0;
                 self.token = 0;
+                self.recollate(Some(view));
             }
-            Some(Action::PrevBatch) => {
-                self.batch = self.batch.saturating_sub(1);
-                self.row = 0;
-                self.token = 0;
-            }
-            Some(Action::Right) => self.token = (self.token + 1).min(width.saturating_sub(1)),
-            Some(Action::Left) => self.token = self.token.saturating_sub(1),
-            Some(Action::Down) => self.row = (self.row + 1).min(rows.saturating_sub(1)),
-            Some(Action::Up) => self.row = self.row.saturating_sub(1),
-            Some(Action::Home) => self.token = 0,
-            Some(Action::End) => self.token = width.saturating_sub(1),
+            Action::Right => self.token = (self.token + 1).min(width.saturating_sub(1)),
+            Action::Left => self.token = self.token.saturating_sub(1),
+            Action::Down => self.row = (self.row + 1).min(rows.saturating_sub(1)),
+            Action::Up => self.row = self.row.saturating_sub(1),
+            Action::Home => self.token = 0,
+            Action::End => self.token = width.saturating_sub(1),
             _ => {}
         }
-        BatchRequest::None
     }
 
-    /// Keeps the cursor inside the data after it changed.
-    pub fn clamp(&mut self, view: &DataView) {
-        self.batch = self.batch.min(Self::batch_count(view).saturating_sub(1));
-        if let Some(b) = self.current(view) {
+    /// Keeps the cursor inside a new data view and collates its batch.
+    fn take_view(&mut self, view: Option<&DataView>) {
+        if let Some(view) = view {
+            self.batch = self.batch.min(Self::batch_count(view).saturating_sub(1));
+        }
+        self.recollate(view);
+        if let Some(b) = &self.collated {
             self.row = self.row.min(b.input_ids.len().saturating_sub(1));
             self.token = self
                 .token
@@ -171,15 +136,9 @@ impl BatchesPane {
         }
     }
 
-    pub fn draw(
-        &self,
-        f: &mut Frame,
-        area: Rect,
-        view: Option<&DataView>,
-        config: &RunConfig,
-        busy: bool,
-        theme: &Theme,
-    ) {
+    fn draw_batches(&self, f: &mut Frame, area: Rect, ctx: &Ctx) {
+        let (config, theme, busy) = (&ctx.config, &ctx.theme, ctx.preparing());
+        let view = ctx.data.as_ref();
         let [head, body, detail] = Layout::vertical([
             Constraint::Length(3),
             Constraint::Min(3),
@@ -239,7 +198,7 @@ impl BatchesPane {
             );
             return;
         };
-        let Some(b) = self.current(view) else {
+        let Some(b) = &self.collated else {
             f.render_widget(
                 Paragraph::new("no batch: every example was dropped (see the Data pane)")
                     .style(theme.warning),
@@ -250,7 +209,7 @@ impl BatchesPane {
         let mut lines: Vec<Line> = Vec::new();
         let mut selected_kind = None;
         for r in 0..b.input_ids.len() {
-            let kinds = token_kinds(&b, r, view.pad_id as i64);
+            let kinds = token_kinds(b, r, view.pad_id as i64);
             if r == self.row {
                 selected_kind = kinds.get(self.token).copied();
             }
@@ -263,7 +222,7 @@ impl BatchesPane {
                 },
             )];
             for (i, &id) in b.input_ids[r].iter().enumerate() {
-                if starts_sequence(&b, r, i, kinds[i]) {
+                if starts_sequence(b, r, i, kinds[i]) {
                     spans.push(Span::styled("▏", theme.boundary));
                 }
                 let piece = view
@@ -365,5 +324,150 @@ impl BatchesPane {
             ),
             detail,
         );
+    }
+}
+
+impl Pane for BatchesPane {
+    fn name(&self) -> &'static str {
+        "batches"
+    }
+
+    fn title(&self) -> &'static str {
+        "Batches"
+    }
+
+    fn actions(&self) -> &'static [Action] {
+        &[
+            Action::NextBatch,
+            Action::PrevBatch,
+            Action::Left,
+            Action::Right,
+            Action::Up,
+            Action::Down,
+            Action::Home,
+            Action::End,
+            Action::CycleMasking,
+            Action::CyclePacking,
+            Action::CyclePadding,
+            Action::LongerMaxLength,
+            Action::ShorterMaxLength,
+        ]
+    }
+
+    fn hints(&self) -> &'static [Action] {
+        &[
+            Action::NextBatch,
+            Action::Right,
+            Action::CycleMasking,
+            Action::CyclePacking,
+            Action::CyclePadding,
+            Action::LongerMaxLength,
+        ]
+    }
+
+    fn on_key(&mut self, _key: &KeyEvent, action: Option<Action>, ctx: &Ctx) -> Vec<Effect> {
+        let Some(action) = action else {
+            return Vec::new();
+        };
+        if let Some(c) = Self::changed_config(action, &ctx.config) {
+            return vec![Effect::SetConfig(Box::new(c))];
+        }
+        if let Some(view) = &ctx.data {
+            self.navigate(action, view);
+        }
+        Vec::new()
+    }
+
+    fn on_context(&mut self, ctx: &Ctx) {
+        if ctx.data_version != self.data_version {
+            self.data_version = ctx.data_version;
+            self.take_view(ctx.data.as_ref());
+        }
+    }
+
+    fn draw(&self, f: &mut Frame, area: Rect, ctx: &Ctx) {
+        self.draw_batches(f, area, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collate::{CollateOptions, Report, Row};
+    use crate::tui::theme::Theme;
+    use std::path::{Path, PathBuf};
+
+    fn view(lengths: &[usize]) -> DataView {
+        let config = RunConfig::parse(
+            "[model]\nsource = \"m\"\n[training]\nper_device_train_batch_size = 2\n",
+            Path::new("t.toml"),
+        )
+        .expect("config");
+        let rows = lengths
+            .iter()
+            .map(|&n| Row {
+                input_ids: (1..=n as u32).collect(),
+                labels: (1..=n as i64).collect(),
+                seq_lengths: vec![n],
+                sources: vec![0],
+            })
+            .collect();
+        DataView {
+            source: "d.jsonl".into(),
+            format: "Text".into(),
+            columns: vec![],
+            total_records: lengths.len(),
+            skipped: vec![],
+            eval_examples: 0,
+            examples: vec![],
+            rows,
+            report: Report::default(),
+            options: CollateOptions::from_config(&config),
+            pad_id: 0,
+            pieces: Default::default(),
+            special_ids: vec![],
+            chat_template_source: String::new(),
+        }
+    }
+
+    fn ctx(data: DataView, version: u64) -> Ctx {
+        Ctx {
+            config: RunConfig::parse("[model]\nsource = \"m\"\n", Path::new("t.toml"))
+                .expect("config"),
+            config_path: PathBuf::from("t.toml"),
+            dirty: false,
+            model: None,
+            data: Some(data),
+            data_version: version,
+            data_job: None,
+            theme: Theme::default(),
+        }
+    }
+
+    fn rows(p: &BatchesPane) -> Vec<usize> {
+        p.collated
+            .as_ref()
+            .map_or(vec![], |b| b.input_ids.iter().map(Vec::len).collect())
+    }
+
+    #[test]
+    fn the_batch_is_collated_when_its_inputs_change_only() {
+        let mut p = BatchesPane::default();
+        let c = ctx(view(&[3, 2, 5]), 1);
+        p.on_context(&c);
+        assert_eq!(rows(&p), [3, 3], "padded to the longest");
+        p.on_key(
+            &KeyEvent::from(crossterm::event::KeyCode::Char('n')),
+            Some(Action::NextBatch),
+            &c,
+        );
+        assert_eq!(rows(&p), [5], "the second batch");
+        // The same view again (a config or model change): nothing to collate.
+        p.collated = None;
+        p.on_context(&c);
+        assert!(p.collated.is_none(), "not collated again");
+        // A new view: collated once, the cursor kept inside it.
+        p.on_context(&ctx(view(&[4]), 2));
+        assert_eq!((p.batch, rows(&p)), (0, vec![4]));
     }
 }

@@ -1,91 +1,98 @@
 //! The Chat pane: a multi-turn conversation with the loaded model, answers
 //! streamed token by token, the exact prompt text on request, a stop key, and a
 //! side-by-side mode that sends each message to the base model and to the model
-//! with its adapter.
+//! with its adapter. Each request names its adapter, so the two answers never
+//! depend on which adapter happens to be active.
 
 use super::keys::Action;
+use super::pane::{Ctx, Effect, Pane, Status};
+use super::text_input::{InputOutcome, TextInput};
 use super::theme::Theme;
+use super::wrap::wrap;
 use crate::config::RunConfig;
-use crate::engine::{Command, Engine, GenerationResult, Prompt};
-use crate::generate::{GenerationStats, SamplingParams};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crate::engine::protocol::{
+    Control, Event, GenerateRequest, GenerationStats, JobId, JobOutput, Prompt, Request,
+    SamplingParams, Task,
+};
+use crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use ratatui::Frame;
+use std::collections::VecDeque;
+
+/// Who says a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    /// As chat templates spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
-    pub role: String,
-    /// The answer of the model as configured (with its active adapter).
+    pub role: Role,
+    /// The answer of the model as configured (with its adapter).
     pub content: String,
     /// In side-by-side mode, the base model's answer.
     pub base: Option<String>,
 }
 
-/// Which answer a generation request fills.
+/// Which answer a generation fills.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Column {
     Main,
     Base,
 }
 
+/// The width of the role column: `assistant: `.
+const ROLE_WIDTH: usize = 11;
+
 pub struct ChatPane {
-    pub turns: Vec<Turn>,
-    pub input: String,
-    pub editing: bool,
-    pub system_prompt: Option<String>,
-    pub params: SamplingParams,
-    pending: Vec<(u64, Column)>,
-    pub next_id: u64,
-    pub last_prompt: Option<String>,
-    pub show_prompt: bool,
-    pub side_by_side: bool,
-    pub stats: Option<GenerationStats>,
-    pub scroll: u16,
+    turns: Vec<Turn>,
+    input: TextInput,
+    editing: bool,
+    system_prompt: Option<String>,
+    params: SamplingParams,
+    /// Generations asked for whose job ids have not come back yet, in order.
+    awaiting: VecDeque<Column>,
+    /// Generations running, by job.
+    pending: Vec<(JobId, Column)>,
+    last_prompt: Option<String>,
+    show_prompt: bool,
+    side_by_side: bool,
+    stats: Option<GenerationStats>,
+    scroll: u16,
 }
 
 impl ChatPane {
-    pub const ACTIONS: &'static [Action] = &[
-        Action::Edit,
-        Action::Select,
-        Action::StopGeneration,
-        Action::ToggleAdapter,
-        Action::SideBySide,
-        Action::ShowPrompt,
-        Action::ClearChat,
-        Action::Up,
-        Action::Down,
-    ];
-    pub const HINTS: &'static [Action] = &[
-        Action::Edit,
-        Action::StopGeneration,
-        Action::ToggleAdapter,
-        Action::SideBySide,
-        Action::ShowPrompt,
-    ];
-
     pub fn new(config: &RunConfig) -> Self {
         ChatPane {
             turns: Vec::new(),
-            input: String::new(),
+            input: TextInput::default(),
             editing: false,
             system_prompt: config.data.as_ref().and_then(|d| d.system_prompt.clone()),
             params: (&config.generation).into(),
+            awaiting: VecDeque::new(),
             pending: Vec::new(),
-            next_id: 1,
             last_prompt: None,
             show_prompt: false,
             side_by_side: false,
             stats: None,
             scroll: 0,
         }
-    }
-
-    /// Takes up `[generation]` and the system prompt after a config edit.
-    pub fn apply_config(&mut self, config: &RunConfig) {
-        self.params = (&config.generation).into();
-        self.system_prompt = config.data.as_ref().and_then(|d| d.system_prompt.clone());
     }
 
     /// The sampling settings in a few words, for the title.
@@ -101,179 +108,285 @@ impl ChatPane {
         }
     }
 
-    pub fn is_generating(&self) -> bool {
-        !self.pending.is_empty()
+    fn is_generating(&self) -> bool {
+        !self.pending.is_empty() || !self.awaiting.is_empty()
     }
 
-    /// Whether the pane wants this key before the global bindings see it.
-    pub fn captures(&self, key: &KeyEvent) -> bool {
-        self.editing && !key.modifiers.contains(KeyModifiers::CONTROL)
+    /// The adapter side by side compares against: the active one, else the
+    /// first loaded.
+    fn compared_adapter(ctx: &Ctx) -> Option<String> {
+        let m = ctx.model.as_ref()?;
+        m.active_adapter
+            .clone()
+            .or_else(|| m.adapters.first().cloned())
     }
 
-    /// Handles a key; `adapter` is the adapter to compare against in
-    /// side-by-side mode (the loaded one), if any.
-    pub fn on_key(
+    fn active_adapter(ctx: &Ctx) -> Option<String> {
+        ctx.model.as_ref().and_then(|m| m.active_adapter.clone())
+    }
+
+    fn generate(
         &mut self,
-        key: KeyEvent,
-        action: Option<Action>,
-        engine: &Engine,
-        adapter: Option<&str>,
-    ) {
+        ctx: &Ctx,
+        messages: &[serde_json::Value],
+        column: Column,
+        adapter: Option<String>,
+    ) -> Effect {
+        self.awaiting.push_back(column);
+        Effect::Submit(Request::Generate(GenerateRequest {
+            prompts: vec![Prompt::Messages(messages.to_vec())],
+            params: self.params.clone(),
+            adapter,
+            chat_template: ctx.config.template.chat_template.clone(),
+        }))
+    }
+
+    fn send(&mut self, ctx: &Ctx) -> Vec<Effect> {
+        let text = self.input.value().trim().to_string();
+        if text.is_empty() || self.is_generating() {
+            return Vec::new();
+        }
+        self.input.clear();
+        self.editing = false;
+        self.turns.push(Turn {
+            role: Role::User,
+            content: text,
+            base: None,
+        });
+        let message = |role: Role, content: &str| serde_json::json!({"role": role.as_str(), "content": content});
+        let mut messages: Vec<serde_json::Value> = Vec::new();
+        if let Some(s) = &self.system_prompt {
+            messages.push(message(Role::System, s));
+        }
+        messages.extend(self.turns.iter().map(|t| message(t.role, &t.content)));
+        let compared = Self::compared_adapter(ctx).filter(|_| self.side_by_side);
+        self.turns.push(Turn {
+            role: Role::Assistant,
+            content: String::new(),
+            base: compared.is_some().then(String::new),
+        });
+        match compared {
+            Some(a) => vec![
+                self.generate(ctx, &messages, Column::Base, None),
+                self.generate(ctx, &messages, Column::Main, Some(a)),
+            ],
+            None => vec![self.generate(ctx, &messages, Column::Main, Self::active_adapter(ctx))],
+        }
+    }
+
+    fn toggle_adapter(ctx: &Ctx) -> Vec<Effect> {
+        let Some(m) = &ctx.model else {
+            return Vec::new();
+        };
+        let effect = match (&m.active_adapter, m.adapters.first()) {
+            (Some(_), _) => Effect::Submit(Request::SetAdapter(None)),
+            (None, Some(a)) => Effect::Submit(Request::SetAdapter(Some(a.clone()))),
+            (None, None) => Effect::Status(Status::error(format!(
+                "no adapter loaded: train one, or put it in {}",
+                ctx.config.training.output_dir
+            ))),
+        };
+        vec![effect]
+    }
+
+    fn column(&self, job: JobId) -> Option<Column> {
+        self.pending
+            .iter()
+            .find(|(j, _)| *j == job)
+            .map(|(_, c)| *c)
+    }
+
+    /// The answer `column` of the last turn.
+    fn answer(&mut self, column: Column) -> Option<&mut String> {
+        let t = self.turns.last_mut()?;
+        Some(match column {
+            Column::Main => &mut t.content,
+            Column::Base => t.base.get_or_insert_with(String::new),
+        })
+    }
+
+    /// The last generation failed: drop an answer that never started.
+    fn failed(&mut self, job: JobId) {
+        self.pending.retain(|(j, _)| *j != job);
+        if self.is_generating() {
+            return;
+        }
+        if self
+            .turns
+            .last()
+            .is_some_and(|t| t.role == Role::Assistant && t.content.is_empty())
+        {
+            self.turns.pop();
+        }
+    }
+
+    fn history_lines(&self, theme: &Theme, column: Column, width: u16) -> Vec<Line<'static>> {
+        // Inside the borders, after the role column.
+        let text_width = (width as usize).saturating_sub(2 + ROLE_WIDTH).max(1);
+        let mut lines = Vec::new();
+        let mut push = |role: Role, content: &str, style: Style, text_style: Style| {
+            for (k, l) in wrap(content, text_width).into_iter().enumerate() {
+                let prefix = if k == 0 {
+                    format!("{:>9}: ", role.as_str())
+                } else {
+                    " ".repeat(ROLE_WIDTH)
+                };
+                lines.push(Line::from(vec![
+                    Span::styled(prefix, style),
+                    Span::styled(l, text_style),
+                ]));
+            }
+        };
+        if let Some(s) = &self.system_prompt {
+            push(Role::System, s, theme.dim, theme.dim);
+        }
+        for t in &self.turns {
+            let style = match t.role {
+                Role::User => theme.user,
+                Role::Assistant | Role::System => theme.assistant,
+            };
+            let content = match (column, &t.base) {
+                (Column::Base, Some(b)) => b.as_str(),
+                _ => t.content.as_str(),
+            };
+            push(t.role, content, style, theme.text);
+        }
+        lines
+    }
+
+    fn history(&self, theme: &Theme, column: Column, area: Rect, title: String) -> Paragraph<'_> {
+        Paragraph::new(self.history_lines(theme, column, area.width))
+            .scroll((self.scroll, 0))
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(theme.border)
+                    .title(title),
+            )
+    }
+}
+
+impl Pane for ChatPane {
+    fn name(&self) -> &'static str {
+        "chat"
+    }
+
+    fn title(&self) -> &'static str {
+        "Chat"
+    }
+
+    fn actions(&self) -> &'static [Action] {
+        &[
+            Action::Edit,
+            Action::Select,
+            Action::StopGeneration,
+            Action::ToggleAdapter,
+            Action::SideBySide,
+            Action::ShowPrompt,
+            Action::ClearChat,
+            Action::Up,
+            Action::Down,
+        ]
+    }
+
+    fn hints(&self) -> &'static [Action] {
+        &[
+            Action::Edit,
+            Action::StopGeneration,
+            Action::ToggleAdapter,
+            Action::SideBySide,
+            Action::ShowPrompt,
+        ]
+    }
+
+    fn is_typing(&self) -> bool {
+        self.editing
+    }
+
+    fn on_key(&mut self, key: &KeyEvent, action: Option<Action>, ctx: &Ctx) -> Vec<Effect> {
         if self.editing {
-            match key.code {
-                KeyCode::Enter => self.send(engine, adapter),
-                KeyCode::Esc => self.editing = false,
-                KeyCode::Backspace => {
-                    self.input.pop();
-                }
-                KeyCode::Char(c) => self.input.push(c),
+            match self.input.on_key(key) {
+                InputOutcome::Submit => return self.send(ctx),
+                InputOutcome::Cancel => self.editing = false,
                 _ => {}
             }
-            return;
+            return Vec::new();
         }
         match action {
             Some(Action::Edit | Action::Select) => self.editing = true,
-            Some(Action::StopGeneration) if self.is_generating() => engine.cancel(),
+            Some(Action::StopGeneration) => {
+                return self
+                    .pending
+                    .iter()
+                    .map(|(job, _)| Effect::Control(*job, Control::Stop))
+                    .collect()
+            }
+            Some(Action::ToggleAdapter) => return Self::toggle_adapter(ctx),
             Some(Action::ShowPrompt) => self.show_prompt = !self.show_prompt,
             Some(Action::SideBySide) => self.side_by_side = !self.side_by_side,
             Some(Action::ClearChat) if !self.is_generating() => {
                 self.turns.clear();
                 self.last_prompt = None;
             }
-            Some(Action::Up) => self.scroll(-1),
-            Some(Action::Down) => self.scroll(1),
+            Some(Action::Up) => self.on_scroll(-1),
+            Some(Action::Down) => self.on_scroll(1),
             _ => {}
         }
+        Vec::new()
     }
 
-    pub fn scroll(&mut self, delta: i32) {
+    fn on_scroll(&mut self, delta: i32) {
         self.scroll = (self.scroll as i32 + delta).max(0) as u16;
     }
 
-    fn generate(&mut self, engine: &Engine, messages: &[serde_json::Value], column: Column) {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.pending.push((id, column));
-        engine.send(Command::Generate {
-            id,
-            prompts: vec![Prompt::Messages(messages.to_vec())],
-            params: self.params.clone(),
-        });
-    }
-
-    fn send(&mut self, engine: &Engine, adapter: Option<&str>) {
-        let text = self.input.trim().to_string();
-        if text.is_empty() || self.is_generating() {
-            return;
-        }
-        self.input.clear();
-        self.editing = false;
-        self.turns.push(Turn {
-            role: "user".into(),
-            content: text,
-            base: None,
-        });
-        let mut messages: Vec<serde_json::Value> = Vec::new();
-        if let Some(s) = &self.system_prompt {
-            messages.push(serde_json::json!({"role": "system", "content": s}));
-        }
-        messages.extend(
-            self.turns
-                .iter()
-                .map(|t| serde_json::json!({"role": t.role, "content": t.content})),
-        );
-        let compare = self.side_by_side && adapter.is_some();
-        self.turns.push(Turn {
-            role: "assistant".into(),
-            content: String::new(),
-            base: compare.then(String::new),
-        });
-        match (compare, adapter) {
-            (true, Some(a)) => {
-                // The engine runs commands in order: base first, then the adapter.
-                engine.send(Command::SetAdapter(None));
-                self.generate(engine, &messages, Column::Base);
-                engine.send(Command::SetAdapter(Some(a.to_string())));
-                self.generate(engine, &messages, Column::Main);
+    fn on_submitted(&mut self, job: JobId, task: Task) {
+        if task == Task::Generate {
+            if let Some(column) = self.awaiting.pop_front() {
+                self.pending.push((job, column));
             }
-            _ => self.generate(engine, &messages, Column::Main),
         }
     }
 
-    fn column(&self, id: u64) -> Option<Column> {
-        self.pending.iter().find(|(i, _)| *i == id).map(|(_, c)| *c)
-    }
-
-    pub fn on_text(&mut self, id: u64, _row: usize, text: &str) {
-        let Some(column) = self.column(id) else {
+    fn on_job(&mut self, event: &Event) {
+        let Some(column) = self.column(event.job()) else {
             return;
         };
-        if let Some(t) = self.turns.last_mut() {
-            match column {
-                Column::Main => t.content.push_str(text),
-                Column::Base => t.base.get_or_insert_with(String::new).push_str(text),
+        match event {
+            Event::Text { text, .. } => {
+                if let Some(a) = self.answer(column) {
+                    a.push_str(text);
+                }
             }
+            Event::Finished {
+                job,
+                outcome: Ok(JobOutput::Generated { results, stats }),
+            } => {
+                self.pending.retain(|(j, _)| j != job);
+                if let Some(r) = results.first() {
+                    if let Some(a) = self.answer(column) {
+                        a.clone_from(&r.text);
+                    }
+                    self.last_prompt = Some(r.prompt_text.clone());
+                }
+                self.stats = Some(stats.clone());
+            }
+            Event::Finished { job, .. } => self.failed(*job),
+            Event::Started { .. } | Event::Progress { .. } => {}
         }
     }
 
-    pub fn on_generated(&mut self, id: u64, results: &[GenerationResult], stats: &GenerationStats) {
-        let Some(column) = self.column(id) else {
-            return;
-        };
-        self.pending.retain(|(i, _)| *i != id);
-        if let (Some(t), Some(r)) = (self.turns.last_mut(), results.first()) {
-            match column {
-                Column::Main => t.content = r.text.clone(),
-                Column::Base => t.base = Some(r.text.clone()),
-            }
-            self.last_prompt = Some(r.prompt_text.clone());
-        }
-        self.stats = Some(stats.clone());
+    /// Takes up `[generation]` and the system prompt after a config edit.
+    fn on_context(&mut self, ctx: &Ctx) {
+        self.params = (&ctx.config.generation).into();
+        self.system_prompt = ctx
+            .config
+            .data
+            .as_ref()
+            .and_then(|d| d.system_prompt.clone());
     }
 
-    pub fn on_error(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        self.pending.clear();
-        if let Some(t) = self.turns.last() {
-            if t.role == "assistant" && t.content.is_empty() {
-                self.turns.pop();
-            }
-        }
-    }
-
-    fn history_lines<'a>(&'a self, theme: &Theme, column: Column) -> Vec<Line<'a>> {
-        let mut lines: Vec<Line> = Vec::new();
-        if let Some(s) = &self.system_prompt {
-            lines.push(Line::styled(format!("system: {s}"), theme.dim));
-        }
-        for t in &self.turns {
-            let style = if t.role == "user" {
-                theme.user
-            } else {
-                theme.assistant
-            };
-            let content = match (column, &t.base) {
-                (Column::Base, Some(b)) => b.as_str(),
-                _ => t.content.as_str(),
-            };
-            for (k, l) in content.split('\n').enumerate() {
-                let prefix = if k == 0 {
-                    format!("{:>9}: ", t.role)
-                } else {
-                    " ".repeat(11)
-                };
-                lines.push(Line::from(vec![
-                    Span::styled(prefix, style),
-                    Span::styled(l.to_string(), theme.text),
-                ]));
-            }
-        }
-        lines
-    }
-
-    pub fn draw(&self, f: &mut Frame, area: Rect, adapter: Option<&str>, theme: &Theme) {
+    fn draw(&self, f: &mut Frame, area: Rect, ctx: &Ctx) {
+        let theme = &ctx.theme;
         let [history, input] =
             Layout::vertical([Constraint::Min(3), Constraint::Length(3)]).areas(area);
         let status = match (self.is_generating(), &self.stats) {
@@ -285,12 +398,7 @@ impl ChatPane {
             ),
             _ => self.sampling(),
         };
-        let block = |title: String| {
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(theme.border)
-                .title(title)
-        };
+        let compared = Self::compared_adapter(ctx);
         if self.show_prompt {
             let lines: Vec<Line> = self
                 .last_prompt
@@ -303,32 +411,24 @@ impl ChatPane {
                 Paragraph::new(lines)
                     .wrap(Wrap { trim: false })
                     .scroll((self.scroll, 0))
-                    .block(block(" exact prompt text sent (P hides) ".into())),
+                    .block(
+                        Block::default()
+                            .borders(Borders::ALL)
+                            .border_style(theme.border)
+                            .title(" exact prompt text sent (P hides) "),
+                    ),
                 history,
             );
-        } else if self.side_by_side && adapter.is_some() {
+        } else if let (true, Some(adapter)) = (self.side_by_side, &compared) {
             let [left, right] =
                 Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
                     .areas(history);
-            f.render_widget(
-                Paragraph::new(self.history_lines(theme, Column::Base))
-                    .wrap(Wrap { trim: false })
-                    .scroll((self.scroll, 0))
-                    .block(block(" base model ".into())),
-                left,
-            );
-            f.render_widget(
-                Paragraph::new(self.history_lines(theme, Column::Main))
-                    .wrap(Wrap { trim: false })
-                    .scroll((self.scroll, 0))
-                    .block(block(format!(
-                        " with adapter `{}` — {status} ",
-                        adapter.unwrap_or_default()
-                    ))),
-                right,
-            );
+            let base = self.history(theme, Column::Base, left, " base model ".into());
+            f.render_widget(base, left);
+            let title = format!(" with adapter `{adapter}` — {status} ");
+            f.render_widget(self.history(theme, Column::Main, right, title), right);
         } else {
-            let who = match adapter {
+            let who = match Self::active_adapter(ctx) {
                 Some(a) => format!("adapter `{a}`"),
                 None => "base model".into(),
             };
@@ -337,16 +437,13 @@ impl ChatPane {
             } else {
                 ""
             };
-            f.render_widget(
-                Paragraph::new(self.history_lines(theme, Column::Main))
-                    .wrap(Wrap { trim: false })
-                    .scroll((self.scroll, 0))
-                    .block(block(format!(" Chat — {who}{note} {status} "))),
-                history,
-            );
+            let title = format!(" Chat — {who}{note} {status} ");
+            f.render_widget(self.history(theme, Column::Main, history, title), history);
         }
-        let shown = if self.editing || !self.input.is_empty() {
-            format!("{}▏", self.input)
+        let shown = if self.editing {
+            self.input.display()
+        } else if !self.input.is_empty() {
+            self.input.value().to_string()
         } else {
             "press i to type a message".into()
         };

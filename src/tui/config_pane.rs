@@ -5,9 +5,10 @@
 //! `s` writes the file atomically.
 
 use super::keys::Action;
-use super::theme::Theme;
+use super::pane::{Ctx, Effect, Pane, Status};
+use super::text_input::{InputOutcome, TextInput};
 use crate::config::{RunConfig, FIELDS};
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
@@ -16,23 +17,11 @@ use std::path::Path;
 
 #[derive(Debug, Default)]
 pub struct ConfigPane {
-    pub selected: usize,
-    /// The text being typed for the selected key.
-    pub editing: Option<String>,
+    selected: usize,
+    /// The value being typed for the selected key.
+    editing: Option<TextInput>,
     /// The last edit's error, shown until the next edit.
-    pub error: Option<String>,
-    /// Edits not yet saved.
-    pub dirty: bool,
-}
-
-/// What an edit asks of the app.
-#[derive(Debug, PartialEq)]
-pub enum ConfigRequest {
-    None,
-    /// The config changed in memory.
-    Changed,
-    /// Write the config to its file.
-    Save,
+    error: Option<String>,
 }
 
 /// A key's current value as TOML text (`None`: not set).
@@ -86,7 +75,7 @@ pub fn apply_edit(
 }
 
 impl ConfigPane {
-    pub const ACTIONS: &'static [Action] = &[
+    const ACTIONS: &'static [Action] = &[
         Action::Up,
         Action::Down,
         Action::PageUp,
@@ -97,43 +86,64 @@ impl ConfigPane {
         Action::Select,
         Action::Save,
     ];
-    /// The actions the hint bar shows.
-    pub const HINTS: &'static [Action] = &[Action::Down, Action::Edit, Action::Save];
 
-    /// Whether the pane takes plain characters (typing a value).
-    pub fn captures(&self) -> bool {
+    fn move_by(&mut self, delta: i32) {
+        let n = FIELDS.len() as i32;
+        self.selected = (self.selected as i32 + delta).clamp(0, n - 1) as usize;
+    }
+
+    /// Enter on an edit: the config with the typed value, or the error.
+    fn apply(&mut self, config: &RunConfig) -> Vec<Effect> {
+        let Some(text) = &self.editing else {
+            return Vec::new();
+        };
+        let f = &FIELDS[self.selected];
+        match apply_edit(config, f.section, f.key, text.value()) {
+            Ok(c) => {
+                self.editing = None;
+                self.error = None;
+                vec![
+                    Effect::SetConfig(Box::new(c)),
+                    Effect::Status(Status::info("changed (s saves the file)")),
+                ]
+            }
+            Err(e) => {
+                self.error = Some(e);
+                Vec::new()
+            }
+        }
+    }
+}
+
+impl Pane for ConfigPane {
+    fn name(&self) -> &'static str {
+        "config"
+    }
+
+    fn title(&self) -> &'static str {
+        "Config"
+    }
+
+    fn actions(&self) -> &'static [Action] {
+        Self::ACTIONS
+    }
+
+    fn hints(&self) -> &'static [Action] {
+        &[Action::Down, Action::Edit, Action::Save]
+    }
+
+    fn is_typing(&self) -> bool {
         self.editing.is_some()
     }
 
-    pub fn on_key(
-        &mut self,
-        key: KeyEvent,
-        action: Option<Action>,
-        config: &mut RunConfig,
-    ) -> ConfigRequest {
-        if let Some(text) = &mut self.editing {
-            match key.code {
-                KeyCode::Esc => self.editing = None,
-                KeyCode::Backspace => {
-                    text.pop();
-                }
-                KeyCode::Char(c) => text.push(c),
-                KeyCode::Enter => {
-                    let f = &FIELDS[self.selected];
-                    match apply_edit(config, f.section, f.key, text) {
-                        Ok(c) => {
-                            *config = c;
-                            self.editing = None;
-                            self.error = None;
-                            self.dirty = true;
-                            return ConfigRequest::Changed;
-                        }
-                        Err(e) => self.error = Some(e),
-                    }
-                }
+    fn on_key(&mut self, key: &KeyEvent, action: Option<Action>, ctx: &Ctx) -> Vec<Effect> {
+        if let Some(input) = &mut self.editing {
+            match input.on_key(key) {
+                InputOutcome::Submit => return self.apply(&ctx.config),
+                InputOutcome::Cancel => self.editing = None,
                 _ => {}
             }
-            return ConfigRequest::None;
+            return Vec::new();
         }
         match action {
             Some(Action::Down) => self.move_by(1),
@@ -144,34 +154,29 @@ impl ConfigPane {
             Some(Action::End) => self.selected = FIELDS.len() - 1,
             Some(Action::Edit | Action::Select) => {
                 let f = &FIELDS[self.selected];
-                let current = toml::Value::try_from(&*config).ok();
-                self.editing = Some(
-                    current
-                        .and_then(|c| value_of(&c, f.section, f.key))
-                        .unwrap_or_default(),
-                );
+                let current = toml::Value::try_from(&ctx.config).ok();
+                let value = current
+                    .and_then(|c| value_of(&c, f.section, f.key))
+                    .unwrap_or_default();
+                self.editing = Some(TextInput::new(value));
                 self.error = None;
             }
-            Some(Action::Save) => return ConfigRequest::Save,
+            Some(Action::Save) => return vec![Effect::SaveConfig],
             _ => {}
         }
-        ConfigRequest::None
+        Vec::new()
     }
 
-    pub fn scroll(&mut self, delta: i32) {
+    fn on_scroll(&mut self, delta: i32) {
         self.move_by(delta);
     }
 
-    fn move_by(&mut self, delta: i32) {
-        let n = FIELDS.len() as i32;
-        self.selected = (self.selected as i32 + delta).clamp(0, n - 1) as usize;
-    }
-
-    pub fn draw(&self, f: &mut Frame, area: Rect, config: &RunConfig, path: &Path, theme: &Theme) {
+    fn draw(&self, f: &mut Frame, area: Rect, ctx: &Ctx) {
+        let theme = &ctx.theme;
         let [list, help] =
             Layout::vertical([Constraint::Min(3), Constraint::Length(5)]).areas(area);
         let current =
-            toml::Value::try_from(config).unwrap_or(toml::Value::Table(Default::default()));
+            toml::Value::try_from(&ctx.config).unwrap_or(toml::Value::Table(Default::default()));
         let defaults = defaults();
         let height = list.height.saturating_sub(2) as usize;
         let mut lines: Vec<(usize, Line)> = Vec::new();
@@ -188,7 +193,7 @@ impl ConfigPane {
             let default = value_of(defaults, field.section, field.key);
             let changed = value.is_some() && value != default;
             let shown = match (&self.editing, i == self.selected) {
-                (Some(text), true) => format!("{text}▏"),
+                (Some(input), true) => input.display(),
                 _ => value
                     .clone()
                     .or(default.map(|d| format!("{d} (default)")))
@@ -226,12 +231,8 @@ impl ConfigPane {
             .collect();
         let title = format!(
             " {}{} — * differs from the default ",
-            path.display(),
-            if self.dirty {
-                " (unsaved: s saves)"
-            } else {
-                ""
-            }
+            ctx.config_path.display(),
+            if ctx.dirty { " (unsaved: s saves)" } else { "" }
         );
         f.render_widget(
             Paragraph::new(visible).block(

@@ -5,9 +5,11 @@
 //! warnings.
 
 use super::keys::Action;
+use super::pane::{Ctx, Effect, Pane};
+use super::text_input::{InputOutcome, TextInput};
 use super::theme::Theme;
-use crate::dataview::DataView;
-use crossterm::event::{KeyCode, KeyEvent};
+use crate::engine::protocol::DataView;
+use crossterm::event::KeyEvent;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
@@ -15,27 +17,16 @@ use ratatui::Frame;
 
 #[derive(Debug, Default)]
 pub struct DataPane {
-    pub selected: usize,
-    pub search: String,
-    pub searching: bool,
-    pub detail_scroll: u16,
+    selected: usize,
+    search: TextInput,
+    searching: bool,
+    detail_scroll: u16,
 }
 
 impl DataPane {
-    pub const ACTIONS: &'static [Action] = &[
-        Action::Up,
-        Action::Down,
-        Action::Home,
-        Action::End,
-        Action::PageUp,
-        Action::PageDown,
-        Action::Search,
-    ];
-    pub const HINTS: &'static [Action] = &[Action::Down, Action::Search, Action::PageDown];
-
     /// Indexes of the examples matching the search.
-    pub fn visible(&self, view: &DataView) -> Vec<usize> {
-        let needle = self.search.to_lowercase();
+    fn visible(&self, view: &DataView) -> Vec<usize> {
+        let needle = self.search.value().to_lowercase();
         view.examples
             .iter()
             .enumerate()
@@ -44,70 +35,8 @@ impl DataPane {
             .collect()
     }
 
-    /// Whether the pane takes plain characters (typing a search).
-    pub fn captures(&self) -> bool {
-        self.searching
-    }
-
-    pub fn on_key(&mut self, key: KeyEvent, action: Option<Action>, view: Option<&DataView>) {
-        if self.searching {
-            match key.code {
-                KeyCode::Enter | KeyCode::Esc => self.searching = false,
-                KeyCode::Backspace => {
-                    self.search.pop();
-                }
-                KeyCode::Char(c) => self.search.push(c),
-                _ => {}
-            }
-            self.selected = 0;
-            return;
-        }
-        let n = view.map_or(0, |v| self.visible(v).len());
-        match action {
-            Some(Action::Search) => {
-                self.searching = true;
-                self.search.clear();
-            }
-            Some(Action::Down) => {
-                self.selected = (self.selected + 1).min(n.saturating_sub(1));
-                self.detail_scroll = 0;
-            }
-            Some(Action::Up) => {
-                self.selected = self.selected.saturating_sub(1);
-                self.detail_scroll = 0;
-            }
-            Some(Action::Home) => self.selected = 0,
-            Some(Action::End) => self.selected = n.saturating_sub(1),
-            Some(Action::PageDown) => self.detail_scroll += 5,
-            Some(Action::PageUp) => self.detail_scroll = self.detail_scroll.saturating_sub(5),
-            _ => {}
-        }
-    }
-
-    pub fn scroll(&mut self, delta: i32) {
-        self.detail_scroll = (self.detail_scroll as i32 + delta).max(0) as u16;
-    }
-
-    pub fn draw(
-        &self,
-        f: &mut Frame,
-        area: Rect,
-        view: Option<&DataView>,
-        busy: bool,
-        theme: &Theme,
-    ) {
-        let Some(view) = view else {
-            f.render_widget(
-                Paragraph::new(if busy {
-                    "reading the dataset…"
-                } else {
-                    "no data: the config needs a [data] section"
-                })
-                .style(theme.dim),
-                area,
-            );
-            return;
-        };
+    /// The list, the selected example and the pre-flight report.
+    fn draw_view(&self, f: &mut Frame, area: Rect, view: &DataView, theme: &Theme) {
         let [top, report] =
             Layout::vertical([Constraint::Min(6), Constraint::Length(9)]).areas(area);
         let [list, detail] =
@@ -133,13 +62,10 @@ impl DataPane {
                 )
             })
             .collect();
-        let title = if self.searching || !self.search.is_empty() {
-            format!(
-                " /{}{} ({}) ",
-                self.search,
-                if self.searching { "▏" } else { "" },
-                visible.len()
-            )
+        let title = if self.searching {
+            format!(" /{} ({}) ", self.search.display(), visible.len())
+        } else if !self.search.is_empty() {
+            format!(" /{} ({}) ", self.search.value(), visible.len())
         } else {
             format!(" {} examples ", view.examples.len())
         };
@@ -258,6 +184,90 @@ impl DataPane {
             ),
             text,
         );
+    }
+}
+
+impl Pane for DataPane {
+    fn name(&self) -> &'static str {
+        "data"
+    }
+
+    fn title(&self) -> &'static str {
+        "Data & template"
+    }
+
+    fn actions(&self) -> &'static [Action] {
+        &[
+            Action::Up,
+            Action::Down,
+            Action::Home,
+            Action::End,
+            Action::PageUp,
+            Action::PageDown,
+            Action::Search,
+        ]
+    }
+
+    fn hints(&self) -> &'static [Action] {
+        &[Action::Down, Action::Search, Action::PageDown]
+    }
+
+    fn is_typing(&self) -> bool {
+        self.searching
+    }
+
+    fn on_key(&mut self, key: &KeyEvent, action: Option<Action>, ctx: &Ctx) -> Vec<Effect> {
+        if self.searching {
+            // Enter and Esc both end the search and keep its filter.
+            if matches!(
+                self.search.on_key(key),
+                InputOutcome::Submit | InputOutcome::Cancel
+            ) {
+                self.searching = false;
+            }
+            self.selected = 0;
+            return Vec::new();
+        }
+        let n = ctx.data.as_ref().map_or(0, |v| self.visible(v).len());
+        match action {
+            Some(Action::Search) => {
+                self.searching = true;
+                self.search.clear();
+            }
+            Some(Action::Down) => {
+                self.selected = (self.selected + 1).min(n.saturating_sub(1));
+                self.detail_scroll = 0;
+            }
+            Some(Action::Up) => {
+                self.selected = self.selected.saturating_sub(1);
+                self.detail_scroll = 0;
+            }
+            Some(Action::Home) => self.selected = 0,
+            Some(Action::End) => self.selected = n.saturating_sub(1),
+            Some(Action::PageDown) => self.detail_scroll += 5,
+            Some(Action::PageUp) => self.detail_scroll = self.detail_scroll.saturating_sub(5),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn on_scroll(&mut self, delta: i32) {
+        self.detail_scroll = (self.detail_scroll as i32 + delta).max(0) as u16;
+    }
+
+    fn draw(&self, f: &mut Frame, area: Rect, ctx: &Ctx) {
+        match &ctx.data {
+            Some(view) => self.draw_view(f, area, view, &ctx.theme),
+            None => f.render_widget(
+                Paragraph::new(if ctx.preparing() {
+                    "reading the dataset…"
+                } else {
+                    "no data: the config needs a [data] section"
+                })
+                .style(ctx.theme.dim),
+                area,
+            ),
+        }
     }
 }
 

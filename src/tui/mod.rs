@@ -1,6 +1,7 @@
-//! The workbench: ratatui on crossterm. One loop selects over terminal input,
-//! engine events and a tick; the frame is drawn from the app state only, and the
-//! terminal is restored on every exit, panic included.
+//! The workbench: ratatui on crossterm. One loop selects over terminal input
+//! and engine events; the frame is drawn from the app state only, and the
+//! terminal is restored on every exit, panic included. The workbench speaks to
+//! the engine only through [`crate::engine::protocol`].
 
 mod app;
 mod batches;
@@ -8,28 +9,51 @@ mod chat;
 mod config_pane;
 mod data_pane;
 pub mod keys;
+mod pane;
+mod text_input;
 pub mod theme;
+mod wrap;
 
-pub use app::{App, Pane};
-pub use chat::Turn;
+pub use app::App;
+pub use pane::{Ctx, Effect, Pane, Status, StatusKind};
 
 use crate::config::RunConfig;
-use crate::engine::Engine;
-use crossbeam_channel::{select, tick, unbounded};
+use crate::engine::protocol::{Event, Jobs};
+use crossbeam_channel::{select, unbounded, Receiver};
 use crossterm::event::{self, Event as TermEvent};
 use std::path::PathBuf;
-use std::time::Duration;
 
-/// Runs the workbench until the user quits.
-pub fn run(config: RunConfig, config_path: PathBuf) -> std::io::Result<()> {
-    let engine = Engine::start();
+/// While the workbench owns the terminal, a panic on any other thread (the
+/// engine's, the input reader's) is logged, not printed over the screen: the
+/// engine reports its own as failed jobs. The UI thread's panics go to the
+/// hook before, which restores the terminal first.
+fn log_panics_off_this_thread() {
+    let ui = std::thread::current().id();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let here = std::thread::current();
+        if here.id() == ui {
+            previous(info);
+        } else {
+            log::error!("panic on {}: {info}", here.name().unwrap_or("a thread"));
+        }
+    }));
+}
+
+/// Runs the workbench until the user quits, sending requests to `jobs` and
+/// reading their `events`.
+pub fn run(
+    config: RunConfig,
+    config_path: PathBuf,
+    jobs: &dyn Jobs,
+    events: &Receiver<Event>,
+) -> std::io::Result<()> {
     let mut app = App::new(config, config_path);
-    app.start(&engine);
+    app.start(jobs);
 
     // ratatui::init installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::init();
-    // Engine panics become error events; only the UI thread's restore the terminal.
-    crate::engine::quiet_engine_panics();
+    log_panics_off_this_thread();
     crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)?;
     let (input_tx, input_rx) = unbounded();
     std::thread::Builder::new()
@@ -41,22 +65,20 @@ pub fn run(config: RunConfig, config_path: PathBuf) -> std::io::Result<()> {
                 }
             }
         })?;
-    let ticker = tick(Duration::from_millis(100));
     let result = (|| -> std::io::Result<()> {
         loop {
             terminal.draw(|f| app.draw(f))?;
             select! {
                 recv(input_rx) -> e => match e {
-                    Ok(TermEvent::Key(k)) => app.on_key(k, &engine),
+                    Ok(TermEvent::Key(k)) => app.on_key(k, jobs),
                     Ok(TermEvent::Mouse(m)) => app.on_mouse(m),
                     Ok(_) => {}
                     Err(_) => break,
                 },
-                recv(engine.events) -> e => if let Ok(e) = e { app.on_engine(e) },
-                recv(ticker) -> _ => app.on_tick(&engine),
+                recv(events) -> e => if let Ok(e) = e { app.on_engine(e) },
             }
             // Drain what else arrived so a burst of tokens costs one frame.
-            while let Ok(e) = engine.events.try_recv() {
+            while let Ok(e) = events.try_recv() {
                 app.on_engine(e);
             }
             if app.quit {

@@ -1,47 +1,21 @@
-//! What the Data & template and Batches panes show, computed on the engine
-//! thread and sent to the UI as plain data: each example as a conversation, its
-//! rendered template text and token count, the prepared rows with the text of
-//! every token, and the pre-flight report. Collating rows into batches is cheap
-//! and pure, so the UI re-collates when the padding side or batch size changes.
+//! The plain-data views the UI shows, built on the engine's threads from the
+//! objects only the engine holds: [`ModelInfo`] from the loaded model, and
+//! [`DataView`] (examples, rendered templates, prepared rows, every token's
+//! text, the pre-flight report) from a dataset and a tokenizer.
 
-use crate::collate::{CollateOptions, Preparer, Report, Row};
+use super::protocol::{DataView, EngineError, ExampleView, ModelInfo};
+use crate::collate::Preparer;
 use crate::config::RunConfig;
 use crate::data::{Dataset, Example};
+use crate::source::LoadedModel;
 use crate::tokenizer::TextTokenizer;
 use std::collections::HashMap;
 
 /// The most examples the Data pane lists (rows are prepared for all of them).
 const MAX_LISTED: usize = 5000;
 
-#[derive(Debug, Clone)]
-pub struct ExampleView {
-    /// The example as the data gave it (after the rename map), pretty JSON.
-    pub example: String,
-    /// The text the chat template made of it (or the text itself, EOS added).
-    pub rendered: String,
-    pub tokens: usize,
-    pub trained: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct DataView {
-    pub source: String,
-    pub format: String,
-    pub columns: Vec<String>,
-    pub total_records: usize,
-    pub skipped: Vec<String>,
-    pub eval_examples: usize,
-    pub examples: Vec<ExampleView>,
-    pub rows: Vec<Row>,
-    pub report: Report,
-    pub options: CollateOptions,
-    pub pad_id: u32,
-    /// The display text of every token id that occurs in `rows`.
-    pub pieces: HashMap<u32, String>,
-    /// Special token ids (shown highlighted).
-    pub special_ids: Vec<u32>,
-    pub chat_template_source: String,
-}
+/// How many examples are rendered between two looks at `should_stop`.
+const STOP_CHECK_EVERY: usize = 64;
 
 fn example_json(e: &Example) -> String {
     let v = match e {
@@ -54,16 +28,22 @@ fn example_json(e: &Example) -> String {
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
-/// Prepares everything the data panes show.
-pub fn build(
+/// Prepares everything the data panes show; `should_stop` is asked between
+/// stages and every few examples ([`EngineError::Stopped`] when it says so).
+pub fn data_view(
     config: &RunConfig,
     tok: &TextTokenizer,
     dataset: &Dataset,
-) -> Result<DataView, String> {
-    let p = Preparer::new(config, tok).map_err(|e| e.to_string())?;
-    let (rows, report) = p.prepare(&dataset.train).map_err(|e| e.to_string())?;
+    should_stop: &dyn Fn() -> bool,
+) -> Result<DataView, EngineError> {
+    let prepare_error = |e: crate::collate::CollateError| EngineError::Prepare(e.to_string());
+    let p = Preparer::new(config, tok).map_err(prepare_error)?;
+    let (rows, report) = p.prepare(&dataset.train).map_err(prepare_error)?;
     let mut examples = Vec::new();
     for (i, e) in dataset.train.iter().take(MAX_LISTED).enumerate() {
+        if i % STOP_CHECK_EVERY == 0 && should_stop() {
+            return Err(EngineError::Stopped);
+        }
         let rendered = match (e, &p.template) {
             (Example::Messages(m), Some(t)) => t
                 .render(m, false)
@@ -136,4 +116,29 @@ pub fn build(
             tok.chat_template_source.clone()
         },
     })
+}
+
+pub fn model_info(m: &LoadedModel) -> ModelInfo {
+    let adapters = crate::lora::adapter_names(&m.model);
+    let s = &m.tokenizer.specials;
+    let text = |t: &Option<crate::tokenizer::SpecialToken>| t.as_ref().map(|t| t.text.clone());
+    ModelInfo {
+        name: m.name.clone(),
+        arch: m.model.config.arch_name().into(),
+        device: crate::device::device_name(m.model.device),
+        dtype: crate::device::kind_name(m.model.kind).into(),
+        parameters: m.model.num_parameters(),
+        memory_footprint: m.model.memory_footprint(),
+        layers: m.model.config.num_hidden_layers,
+        vocab_size: m.model.config.vocab_size,
+        chat_template: m.tokenizer.chat_template.is_some(),
+        bos: text(&s.bos),
+        eos: text(&s.eos),
+        pad: text(&s.pad),
+        pad_equals_eos: s.pad.is_some()
+            && s.pad.as_ref().map(|p| p.id) == s.eos.as_ref().map(|e| e.id),
+        adapters,
+        active_adapter: m.model.active_adapter.clone(),
+        weights: m.model.weight_format(),
+    }
 }
