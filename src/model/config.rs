@@ -26,6 +26,9 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
     },
+    /// Per-pair divisors of the inverse frequencies (one per rotary pair): llama.cpp's
+    /// `rope_freqs` tensor, the form llama3 scaling takes in a GGUF file.
+    FreqFactors(Vec<f32>),
 }
 
 #[derive(Debug, Clone, PartialEq)]

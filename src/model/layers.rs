@@ -86,6 +86,11 @@ impl Rope {
         match &cfg.rope_scaling {
             None => {}
             Some(RopeScaling::Linear { factor }) => inv_freq = inv_freq.f_div_scalar(*factor)?,
+            // As llama.cpp applies `rope_freqs`: each pair's frequency over its factor.
+            Some(RopeScaling::FreqFactors(factors)) => {
+                let factors = Tensor::f_from_slice(factors)?.f_to_device(device)?;
+                inv_freq = inv_freq.f_div(&factors)?;
+            }
             Some(RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,

@@ -1,12 +1,12 @@
 //! From a model source (local folder, GGUF file, hub repo id, or the embedded
 //! default) to a [`CausalLm`] with its tokenizer.
 
-use super::config::{Arch, ArchConfig};
+use super::config::{Arch, ArchConfig, RopeScaling};
 use super::layers::{Linear, RmsNorm, Rope};
 use super::weights::WeightSource;
 use super::{CausalLm, ModelError};
 use crate::config::{AttnImplementation, DType};
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, GgufLlamaParams};
 use crate::hub::{HubSettings, RepoRef};
 use crate::tokenizer::TextTokenizer;
 use std::path::{Path, PathBuf};
@@ -207,6 +207,8 @@ fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
         }
     };
     let head_dim = h.head_dim as i64;
+    let rotary_dim = h.rope_dimension_count.unwrap_or(h.head_dim);
+    let rope_scaling = gguf_rope_scaling(path, file, &h, rotary_dim / 2)?;
     let specials = file.special_tokens();
     Ok(ArchConfig {
         arch,
@@ -219,10 +221,8 @@ fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
         head_dim,
         rms_norm_eps: h.rms_norm_eps as f64,
         rope_theta: h.rope_freq_base as f64,
-        rope_scaling: None,
-        partial_rotary_factor: h
-            .rope_dimension_count
-            .map_or(1.0, |r| r as f64 / head_dim as f64),
+        rope_scaling,
+        partial_rotary_factor: rotary_dim as f64 / head_dim as f64,
         max_position_embeddings: h.context_length as i64,
         tie_word_embeddings: !file.tensor_names().any(|n| n == "output.weight"),
         qkv_bias: arch == Arch::Qwen2,
@@ -231,8 +231,55 @@ fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelError> {
         bos_token_id: specials.bos.map(i64::from),
         eos_token_ids: specials.eos.map(i64::from).into_iter().collect(),
         pad_token_id: specials.pad.map(i64::from),
-        sliding_window: None,
+        // Qwen2 slides only with `use_sliding_window`, which GGUF does not carry.
+        sliding_window: h
+            .sliding_window
+            .filter(|_| arch != Arch::Qwen2)
+            .map(|w| w as i64),
     })
+}
+
+/// The rope scaling a GGUF file states: `rope.scaling.type` linear, or llama.cpp's
+/// `rope_freqs` factors (llama3 scaling as its converter writes it), applied as llama.cpp
+/// applies them. Other kinds are refused rather than silently ignored.
+fn gguf_rope_scaling(
+    path: &Path,
+    file: &GgufFile,
+    h: &GgufLlamaParams,
+    rotary_pairs: usize,
+) -> Result<Option<RopeScaling>, ModelError> {
+    let unsupported = |what: &str| {
+        ModelError::file(
+            path,
+            format!("{what} is not supported (supported rope scaling: linear, llama3)"),
+        )
+    };
+    if file.tensor_info("rope_factors_long.weight").is_some() {
+        return Err(unsupported("longrope rope scaling (`rope_factors_long`)"));
+    }
+    let kind = h.rope_scaling_type.as_deref().unwrap_or("none");
+    match (kind, &h.rope_freq_factors) {
+        ("none", None) => Ok(None),
+        ("none", Some(factors)) if factors.len() == rotary_pairs => {
+            Ok(Some(RopeScaling::FreqFactors(factors.clone())))
+        }
+        ("none", Some(factors)) => Err(ModelError::file(
+            path,
+            format!(
+                "rope_freqs.weight has {} values, expected {rotary_pairs} (one per rotary pair)",
+                factors.len()
+            ),
+        )),
+        // llama.cpp reads a missing or zero factor as no scaling.
+        ("linear", None) => Ok(h
+            .rope_scaling_factor
+            .filter(|&f| f > 0.0)
+            .map(|factor| RopeScaling::Linear { factor })),
+        ("linear", Some(_)) => Err(unsupported(
+            "linear rope scaling combined with `rope_freqs`",
+        )),
+        (other, _) => Err(unsupported(&format!("`{other}` rope scaling"))),
+    }
 }
 
 /// The small files a model repo may have beside its weights.
@@ -379,5 +426,59 @@ pub fn load_tokenizer(
             })?;
             TextTokenizer::from_dir(dir).map_err(as_model_error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::testfile::llama_file;
+    use crate::gguf::GgufValue;
+
+    /// The rope scaling of a hand-built file with `extra` keys and `rope_freqs`, for a
+    /// head of 4 rotary pairs.
+    fn scaling(
+        extra: &[(&str, GgufValue)],
+        rope_freqs: Option<&[f32]>,
+    ) -> Result<Option<RopeScaling>, String> {
+        let path = Path::new("m.gguf");
+        let file =
+            GgufFile::from_bytes(path, llama_file(extra, rope_freqs)).map_err(|e| e.to_string())?;
+        let h = file.llama_hparams().map_err(|e| e.to_string())?;
+        gguf_rope_scaling(path, &file, &h, 4).map_err(|e| e.to_string())
+    }
+
+    fn kind(name: &str) -> (&'static str, GgufValue) {
+        ("llama.rope.scaling.type", GgufValue::String(name.into()))
+    }
+
+    #[test]
+    fn gguf_rope_scaling_is_read_or_refused() {
+        assert_eq!(scaling(&[], None), Ok(None));
+        let factors = [1.0, 2.0, 8.0, 8.0];
+        assert_eq!(
+            scaling(&[], Some(&factors)),
+            Ok(Some(RopeScaling::FreqFactors(factors.to_vec())))
+        );
+        let linear = [
+            kind("linear"),
+            ("llama.rope.scaling.factor", GgufValue::F32(2.0)),
+        ];
+        assert_eq!(
+            scaling(&linear, None),
+            Ok(Some(RopeScaling::Linear { factor: 2.0 }))
+        );
+        // llama.cpp reads linear scaling without a factor as none.
+        assert_eq!(scaling(&[kind("linear")], None), Ok(None));
+
+        let err = |extra: &[(&str, GgufValue)], freqs: Option<&[f32]>| {
+            scaling(extra, freqs).expect_err("refused")
+        };
+        assert_eq!(
+            err(&[], Some(&[1.0, 2.0])),
+            "m.gguf: rope_freqs.weight has 2 values, expected 4 (one per rotary pair)"
+        );
+        assert!(err(&[kind("yarn")], None).contains("`yarn` rope scaling is not supported"));
+        assert!(err(&linear, Some(&factors)).contains("combined with `rope_freqs`"));
     }
 }
