@@ -89,8 +89,11 @@ fn sentencepiece_specials_and_decoding() {
         let ids = llama.encode(text, true).expect("encodes");
         assert_eq!(llama.decode(&ids, true), text);
     }
+    assert_eq!(s.stop_ids, [2]);
     let phi3 = tokenizer("sp-phi3.gguf");
     assert_eq!(phi3.specials.eos.as_ref().map(|t| t.id), Some(600));
+    // Generation stops at the end of a turn too, as in llama.cpp.
+    assert_eq!(phi3.specials.stop_ids, [600, 607]);
     assert!(phi3.chat_template.is_some());
     // No BOS for Phi-3; `<|user|>` eats the newline after it.
     let ids = phi3.encode("<|user|>\nHi", true).expect("encodes");
