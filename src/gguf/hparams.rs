@@ -3,6 +3,9 @@
 
 use super::{GgufError, GgufFile, GgufValue, Result};
 
+/// llama.cpp's tensor of rope frequency divisors.
+const ROPE_FREQS: &str = "rope_freqs.weight";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct GgufLlamaParams {
     /// `general.architecture`, e.g. `"llama"`; the prefix of the keys below.
@@ -27,6 +30,16 @@ pub struct GgufLlamaParams {
     pub rope_freq_base: f32,
     /// `{arch}.rope.dimension_count`, if present.
     pub rope_dimension_count: Option<usize>,
+    /// `{arch}.rope.scaling.type` (`none`, `linear`, `yarn`, `longrope`), if present.
+    pub rope_scaling_type: Option<String>,
+    /// `{arch}.rope.scaling.factor`, if present.
+    pub rope_scaling_factor: Option<f64>,
+    /// The `rope_freqs.weight` tensor, if present: llama.cpp divides the frequency of
+    /// rotary pair `i` by entry `i`. Its converter writes llama3 rope scaling this way,
+    /// with no `rope.scaling.*` keys.
+    pub rope_freq_factors: Option<Vec<f32>>,
+    /// `{arch}.attention.sliding_window`, if present and not 0 (0 means none).
+    pub sliding_window: Option<usize>,
     /// `{arch}.context_length`: the training context.
     pub context_length: usize,
     /// `{arch}.vocab_size`, else the number of tokens, else `token_embd`'s row count.
@@ -80,6 +93,18 @@ impl GgufFile {
                 .map_or(10_000.0, |v| v as f32),
             rope_dimension_count: self
                 .optional(&key("rope.dimension_count"), GgufFile::get_usize)?,
+            rope_scaling_type: self
+                .get(&key("rope.scaling.type"))
+                .map(|_| self.get_str(&key("rope.scaling.type")).map(str::to_string))
+                .transpose()?,
+            rope_scaling_factor: self.optional(&key("rope.scaling.factor"), GgufFile::get_f64)?,
+            rope_freq_factors: match self.tensor_info(ROPE_FREQS) {
+                Some(_) => Some(self.dequantize(ROPE_FREQS)?.0),
+                None => None,
+            },
+            sliding_window: self
+                .optional(&key("attention.sliding_window"), GgufFile::get_usize)?
+                .filter(|&w| w > 0),
             context_length: self.get_usize(&key("context_length"))?,
             vocab_size,
             tie_word_embeddings: self.tensor_info("output.weight").is_none(),

@@ -1,5 +1,7 @@
-//! GGUF images built by hand for unit tests (here and in the tokenizer), with a
-//! little-endian writer that spells out every field.
+//! GGUF images built by hand for unit tests (here, in the tokenizer and in the model
+//! loader), with a little-endian writer that spells out every field.
+
+use super::GgufValue;
 
 /// Little-endian GGUF writer for building test files by hand.
 #[derive(Default)]
@@ -107,5 +109,47 @@ pub(crate) fn tiny_file() -> Vec<u8> {
             .flat_map(|v| v.to_le_bytes())
             .collect::<Vec<_>>(),
     );
+    w.buf
+}
+
+/// A one-layer llama file with every key [`super::GgufFile::llama_hparams`] needs, then
+/// `extra` metadata (strings, u32 and f32 values) and, when given, a `rope_freqs.weight`
+/// tensor.
+pub(crate) fn llama_file(extra: &[(&str, GgufValue)], rope_freqs: Option<&[f32]>) -> Vec<u8> {
+    let base = [
+        ("general.architecture", GgufValue::String("llama".into())),
+        ("llama.block_count", GgufValue::U32(1)),
+        ("llama.embedding_length", GgufValue::U32(8)),
+        ("llama.feed_forward_length", GgufValue::U32(16)),
+        ("llama.attention.head_count", GgufValue::U32(2)),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            GgufValue::F32(1e-5),
+        ),
+        ("llama.context_length", GgufValue::U32(64)),
+        ("llama.vocab_size", GgufValue::U32(10)),
+    ];
+    let mut w = Writer::default();
+    let n_kv = base.len() + extra.len();
+    w.header(3, u64::from(rope_freqs.is_some()), n_kv as u64);
+    for (key, value) in base
+        .iter()
+        .map(|(k, v)| (*k, v))
+        .chain(extra.iter().map(|(k, v)| (*k, v)))
+    {
+        match value {
+            GgufValue::String(s) => w.kv_str(key, s),
+            GgufValue::U32(v) => w.kv_u32(key, *v),
+            GgufValue::F32(v) => w.kv_f32(key, *v),
+            other => panic!("llama_file: no writer for {other:?}"),
+        };
+    }
+    if let Some(factors) = rope_freqs {
+        w.tensor("rope_freqs.weight", &[factors.len() as u64], 0, 0)
+            .pad_to(32);
+        for f in factors {
+            w.bytes(&f.to_le_bytes());
+        }
+    }
     w.buf
 }

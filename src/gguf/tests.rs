@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::testfile::{tiny_file, Writer};
+use super::testfile::{llama_file, tiny_file, Writer};
 use super::*;
 
 #[test]
@@ -222,5 +222,38 @@ fn embedded_smollm2() -> Result<()> {
         total += data.len();
     }
     assert_eq!(total, 134_515_008);
+    Ok(())
+}
+
+#[test]
+fn rope_scaling_and_sliding_window_keys() -> Result<()> {
+    let plain = GgufFile::from_bytes("p.gguf", llama_file(&[], None))?.llama_hparams()?;
+    assert_eq!(
+        (plain.rope_scaling_type, plain.rope_scaling_factor),
+        (None, None)
+    );
+    assert_eq!(
+        (plain.rope_freq_factors, plain.sliding_window),
+        (None, None)
+    );
+
+    let extra = [
+        (
+            "llama.rope.scaling.type",
+            GgufValue::String("linear".into()),
+        ),
+        ("llama.rope.scaling.factor", GgufValue::F32(4.0)),
+        ("llama.attention.sliding_window", GgufValue::U32(0)),
+    ];
+    let f = GgufFile::from_bytes("s.gguf", llama_file(&extra, Some(&[1.0, 2.5])))?;
+    let hp = f.llama_hparams()?;
+    assert_eq!(hp.rope_scaling_type.as_deref(), Some("linear"));
+    assert_eq!(hp.rope_scaling_factor, Some(4.0));
+    assert_eq!(hp.rope_freq_factors, Some(vec![1.0, 2.5]));
+    // 0 means no window.
+    assert_eq!(hp.sliding_window, None);
+    let windowed = [("llama.attention.sliding_window", GgufValue::U32(7))];
+    let f = GgufFile::from_bytes("w.gguf", llama_file(&windowed, None))?;
+    assert_eq!(f.llama_hparams()?.sliding_window, Some(7));
     Ok(())
 }

@@ -5,7 +5,8 @@ use super::config::{Arch, ArchConfig};
 use super::weights::WeightSource;
 use super::{CausalLm, ModelError};
 use crate::config::{AttnImplementation, DType};
-use crate::gguf::GgufFile;
+use crate::gguf::{GgufFile, GgufLlamaParams};
+use crate::nn::RopeScaling;
 use crate::nn::{Linear, RmsNorm, Rope};
 use std::path::Path;
 use tch::{Device, Kind};
@@ -159,6 +160,8 @@ pub fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelErro
         }
     };
     let head_dim = h.head_dim as i64;
+    let rotary_dim = h.rope_dimension_count.unwrap_or(h.head_dim);
+    let rope_scaling = gguf_rope_scaling(path, file, &h, rotary_dim / 2)?;
     let specials = file.special_tokens();
     Ok(ArchConfig {
         arch,
@@ -171,10 +174,8 @@ pub fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelErro
         head_dim,
         rms_norm_eps: h.rms_norm_eps as f64,
         rope_theta: h.rope_freq_base as f64,
-        rope_scaling: None,
-        partial_rotary_factor: h
-            .rope_dimension_count
-            .map_or(1.0, |r| r as f64 / head_dim as f64),
+        rope_scaling,
+        partial_rotary_factor: rotary_dim as f64 / head_dim as f64,
         max_position_embeddings: h.context_length as i64,
         tie_word_embeddings: !file.tensor_names().any(|n| n == "output.weight"),
         qkv_bias: arch == Arch::Qwen2,
@@ -183,6 +184,53 @@ pub fn gguf_config(path: &Path, file: &GgufFile) -> Result<ArchConfig, ModelErro
         bos_token_id: specials.bos.map(i64::from),
         eos_token_ids: specials.eos.map(i64::from).into_iter().collect(),
         pad_token_id: specials.pad.map(i64::from),
-        sliding_window: None,
+        // Qwen2 slides only with `use_sliding_window`, which GGUF does not carry.
+        sliding_window: h
+            .sliding_window
+            .filter(|_| arch != Arch::Qwen2)
+            .map(|w| w as i64),
     })
+}
+
+/// The rope scaling a GGUF file states: `rope.scaling.type` linear, or llama.cpp's
+/// `rope_freqs` factors (llama3 scaling as its converter writes it), applied as llama.cpp
+/// applies them. Other kinds are refused rather than silently ignored.
+fn gguf_rope_scaling(
+    path: &Path,
+    file: &GgufFile,
+    h: &GgufLlamaParams,
+    rotary_pairs: usize,
+) -> Result<Option<RopeScaling>, ModelError> {
+    let unsupported = |what: &str| {
+        ModelError::file(
+            path,
+            format!("{what} is not supported (supported rope scaling: linear, llama3)"),
+        )
+    };
+    if file.tensor_info("rope_factors_long.weight").is_some() {
+        return Err(unsupported("longrope rope scaling (`rope_factors_long`)"));
+    }
+    let kind = h.rope_scaling_type.as_deref().unwrap_or("none");
+    match (kind, &h.rope_freq_factors) {
+        ("none", None) => Ok(None),
+        ("none", Some(factors)) if factors.len() == rotary_pairs => {
+            Ok(Some(RopeScaling::FreqFactors(factors.clone())))
+        }
+        ("none", Some(factors)) => Err(ModelError::file(
+            path,
+            format!(
+                "rope_freqs.weight has {} values, expected {rotary_pairs} (one per rotary pair)",
+                factors.len()
+            ),
+        )),
+        // llama.cpp reads a missing or zero factor as no scaling.
+        ("linear", None) => Ok(h
+            .rope_scaling_factor
+            .filter(|&f| f > 0.0)
+            .map(|factor| RopeScaling::Linear { factor })),
+        ("linear", Some(_)) => Err(unsupported(
+            "linear rope scaling combined with `rope_freqs`",
+        )),
+        (other, _) => Err(unsupported(&format!("`{other}` rope scaling"))),
+    }
 }

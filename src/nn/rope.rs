@@ -16,6 +16,9 @@ pub enum RopeScaling {
         high_freq_factor: f64,
         original_max_position_embeddings: f64,
     },
+    /// Per-pair divisors of the inverse frequencies (one per rotary pair): llama.cpp's
+    /// `rope_freqs` tensor, the form llama3 scaling takes in a GGUF file.
+    FreqFactors(Vec<f32>),
 }
 
 /// Rotary position embeddings; the inverse frequencies are computed exactly as
@@ -46,6 +49,11 @@ impl Rope {
         match scaling {
             None => {}
             Some(RopeScaling::Linear { factor }) => inv_freq = inv_freq.f_div_scalar(*factor)?,
+            // As llama.cpp applies `rope_freqs`: each pair's frequency over its factor.
+            Some(RopeScaling::FreqFactors(factors)) => {
+                let factors = Tensor::f_from_slice(factors)?.f_to_device(device)?;
+                inv_freq = inv_freq.f_div(&factors)?;
+            }
             Some(RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,

@@ -9,6 +9,21 @@ use crate::gguf::{GgufError, GgufFile};
 use std::path::Path;
 use tokenizers::Tokenizer;
 
+/// Tokens that end a turn, from llama.cpp's list of end-of-generation texts
+/// (`llama_vocab::impl::load`). A GGUF file has no generation config naming them, and
+/// its EOS alone would let a Phi-3 answer run past `<|end|>` or a Llama 3 one past
+/// `<|eot_id|>`.
+const END_OF_TURN: [&str; 8] = [
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<|end_of_text|>",
+    "<EOT>",
+];
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SpecialToken {
     pub text: String,
@@ -144,11 +159,18 @@ impl TextTokenizer {
             id.and_then(|id| inner.id_to_token(id).map(|text| SpecialToken { text, id }))
         };
         let eos = tok(ids.eos);
+        let mut stop_ids: Vec<u32> = eos
+            .iter()
+            .map(|t| t.id)
+            .chain(END_OF_TURN.iter().filter_map(|t| inner.token_to_id(t)))
+            .collect();
+        stop_ids.sort_unstable();
+        stop_ids.dedup();
         let specials = Specials {
             bos: tok(ids.bos),
             pad: tok(ids.pad),
             unk: tok(ids.unk),
-            stop_ids: eos.iter().map(|t| t.id).collect(),
+            stop_ids,
             eos,
         };
         Ok(TextTokenizer {
