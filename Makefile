@@ -52,6 +52,7 @@ fixtures: $(VENV)/.installed $(MODEL)
 	$(PYTHON) -m pip install --quiet -r tools/requirements.txt -c requirements.txt
 	$(PYTHON) tools/make_yoda.py
 	$(PYTHON) tools/make_fixtures.py
+	$(PYTHON) tools/make_gguf_fixtures.py
 	$(PYTHON) tools/make_template_fixtures.py
 	$(PYTHON) tools/make_collate_fixtures.py
 	$(PYTHON) tools/make_lora_fixtures.py

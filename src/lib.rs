@@ -24,4 +24,5 @@ pub mod source;
 pub mod template;
 pub mod tokenizer;
 pub mod torch;
+pub mod train;
 pub mod tui;

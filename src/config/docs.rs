@@ -65,7 +65,7 @@ docs! {
     "training" "learning_rate" "Peak learning rate of the adapter weights; LoRA usually wants 1e-4 to 3e-4.";
     "training" "lr_scheduler_type" "How the rate changes after warm-up: linear decay, cosine, constant, constant_with_warmup.";
     "training" "warmup_ratio" "Fraction of steps spent ramping the rate up from 0.";
-    "training" "warmup_steps" "Warm-up steps (overrides warmup_ratio when > 0).";
+    "training" "warmup_steps" "Warm-up steps, or a fraction below 1 of all steps (overrides warmup_ratio when > 0). The first step then runs at rate 0.";
     "training" "weight_decay" "AdamW weight decay on the trainable weights.";
     "training" "max_grad_norm" "Clip the gradient norm to this value (0 = no clipping).";
     "training" "optim" "Optimizer: adamw_torch (8 bytes of state per trainable param), 8-bit and paged variants (less state memory), sgd.";

@@ -358,7 +358,7 @@ pub struct TrainingConfig {
     #[serde(default)]
     pub warmup_ratio: f64,
     #[serde(default)]
-    pub warmup_steps: usize,
+    pub warmup_steps: f64,
     #[serde(default)]
     pub weight_decay: f64,
     #[serde(default = "default_max_grad_norm")]

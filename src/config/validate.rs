@@ -206,6 +206,15 @@ pub(super) fn check(c: &RunConfig) -> Result<(), Problem> {
         format!("must be in [0, 1], got {}", t.warmup_ratio),
     )?;
     ensure(
+        t.warmup_steps >= 0.0 && (t.warmup_steps < 1.0 || t.warmup_steps.fract() == 0.0),
+        "training",
+        "warmup_steps",
+        format!(
+            "must be a whole number of steps, or a fraction below 1 of the run, got {}",
+            t.warmup_steps
+        ),
+    )?;
+    ensure(
         t.weight_decay >= 0.0,
         "training",
         "weight_decay",

@@ -279,6 +279,21 @@ impl CausalLm {
         }
     }
 
+    /// The output head's weight `[vocab, hidden]` (the active adapter's saved
+    /// copy, the untied `lm_head`, or the tied embeddings), for a loss that runs
+    /// the head itself chunk by chunk. `None` when the head has an active adapter
+    /// of its own or is quantized.
+    pub fn head_weight(&self) -> Option<&Tensor> {
+        if let Some(w) = self.saved_module("lm_head") {
+            return Some(w);
+        }
+        match &self.lm_head {
+            Some(head) if head.active_adapter().is_none() => head.weight.as_dense(),
+            Some(_) => None,
+            None => Some(&self.embed_tokens),
+        }
+    }
+
     /// Logits `[B, T, vocab]`; see [`CausalLm::hidden_states`] for the inputs.
     pub fn forward_t(
         &self,
