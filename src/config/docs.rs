@@ -19,6 +19,7 @@ docs! {
     "model" "revision" "Hub branch, tag or commit to download; ignored for local files.";
     "model" "dtype" "Weight precision: float32 (exact, 4 bytes/param), bfloat16/float16 (half the memory, slight drift); auto = bf16 on a GPU that supports it, else float32.";
     "model" "device" "Where the model runs: auto (CUDA when present), cpu, cuda or cuda:N.";
+    "model" "adapter" "A LoRA adapter folder (peft's format) put on the base: chat answers with it, and training continues it instead of starting a new one (its r and targets then apply).";
     "model" "attn_implementation" "sdpa lets libtorch pick fused attention kernels (fast, low memory); eager computes attention weights explicitly (slower, but can show them).";
     "quantization" "load_in_4bit" "Store decoder linear weights in 4 bits (QLoRA): about 1/8 of fp32 memory, dequantized on the fly, a little slower per step.";
     "quantization" "load_in_8bit" "Store decoder linear weights as int8 with a scale per row: 1/4 of fp32 memory, small accuracy loss.";

@@ -121,6 +121,10 @@ pub struct ModelConfig {
     pub device: String,
     #[serde(default)]
     pub attn_implementation: AttnImplementation,
+    /// A LoRA adapter in peft's format loaded on the base: chat uses it and
+    /// training continues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
 }
 
 fn default_device() -> String {

@@ -12,6 +12,7 @@ pub mod data;
 pub mod head;
 pub mod optim;
 pub mod schedule;
+pub mod setup;
 pub mod step;
 
 pub use data::{Batches, FixedBatches, ShuffledRows};
@@ -46,6 +47,8 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Data(String),
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    Checks(Vec<setup::Problem>),
 }
 
 /// One `train` line of the metrics, named as the HF Trainer logs them.
