@@ -4,7 +4,7 @@
 //! checkpointing; five optimizer steps of trl's SFTTrainer replayed; and the
 //! equivalences a trainer must keep (accumulation, kill and resume).
 
-use ftui::config::{AttnImplementation, DType, LrScheduler, TrainingConfig};
+use ftui::config::{AttnImplementation, DType, LrScheduler, QuantType, QuantizationConfig, TrainingConfig};
 use ftui::lora;
 use ftui::model::LoadOptions;
 use ftui::source::{load_model, LoadedModel, ModelSource};
@@ -30,12 +30,16 @@ fn read(path: &Path) -> HashMap<String, Tensor> {
 
 /// A tiny fixture model in float32 with `adapter` loaded as `default`, trainable.
 fn model_with(arch: &str, adapter: &Path) -> LoadedModel {
+    model_quantized(arch, adapter, None)
+}
+
+fn model_quantized(arch: &str, adapter: &Path, quantization: Option<QuantizationConfig>) -> LoadedModel {
     tch::set_num_threads(1);
     let opts = LoadOptions {
         dtype: DType::Float32,
         device: Device::Cpu,
         attn: AttnImplementation::Sdpa,
-        quantization: None,
+        quantization,
     };
     let mut m = load_model(
         &ModelSource::Dir(root().join("tests/fixtures/models").join(arch)),
@@ -107,6 +111,35 @@ fn one_step(arch: &str, packed: bool, checkpointing: bool) {
             r < 1e-4,
             "{arch} packed={packed} gc={checkpointing}: {name} grad off by {r}"
         );
+    }
+}
+
+#[test]
+fn one_step_on_an_nf4_base_matches_peft_and_bitsandbytes() {
+    let q: QuantizationConfig = toml::from_str(
+        "load_in_4bit = true\nbnb_4bit_quant_type = \"nf4\"\nbnb_4bit_compute_dtype = \"float32\"",
+    )
+    .expect("quantization");
+    assert_eq!(q.bnb_4bit_quant_type, QuantType::Nf4);
+    let m = model_quantized("llama", &fixture("one-step-llama/adapter"), Some(q));
+    assert!(m.model.weight_format().starts_with("nf4"), "{}", m.model.weight_format());
+    let batch = read(&fixture("one-step-llama/batch.safetensors"));
+    let want = read(&fixture("one-step-llama-nf4/expected.safetensors"));
+    let mb = micro(&batch, "");
+    for gc in [false, true] {
+        let params = lora::parameters(&m.model, "default");
+        for (_, t) in &params {
+            let mut t = t.shallow_clone();
+            t.zero_grad();
+        }
+        let out = step::forward_backward(&m.model, &mb, mb.items as f64, gc, None).expect("step");
+        let loss = out.nll_sum.double_value(&[]) / mb.items as f64;
+        let expected = want["loss"].double_value(&[]);
+        assert!(((loss - expected) / expected).abs() < 1e-3, "gc={gc}: loss {loss} vs {expected}");
+        for (name, t) in params {
+            let r = rel(&t.grad(), &want[&format!("base_model.model.{name}")]);
+            assert!(r < 1e-3, "gc={gc}: {name} grad off by {r}");
+        }
     }
 }
 
@@ -396,5 +429,91 @@ fn a_resumed_run_ends_with_the_uninterrupted_adapter() {
             "checkpointed adapter differs by {}",
             rel(x, y)
         );
+    }
+}
+
+/// [`Rows`] on a device that runs out of memory above two rows a micro-batch.
+struct Tight(Rows);
+
+impl Batches for Tight {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn order(&self, epoch: usize) -> Vec<usize> {
+        self.0.order(epoch)
+    }
+    fn collate(&self, rows: &[usize]) -> Result<MicroBatch, train::TrainError> {
+        if rows.len() > 2 {
+            return Err(tch::TchError::Torch(
+                "CUDA out of memory. Tried to allocate 2.00 GiB".into(),
+            )
+            .into());
+        }
+        self.0.collate(rows)
+    }
+}
+
+#[derive(Default)]
+struct Warnings(Vec<String>, Vec<TrainLog>);
+
+impl Observer for Warnings {
+    fn warning(&mut self, message: &str) {
+        self.0.push(message.to_string());
+    }
+    fn log(&mut self, log: &TrainLog) {
+        self.1.push(log.clone());
+    }
+}
+
+#[test]
+fn out_of_memory_halves_the_micro_batch_and_keeps_the_numbers() {
+    let mut cfg = sft_config();
+    cfg.per_device_train_batch_size = 8;
+    cfg.gradient_accumulation_steps = 1;
+    cfg.max_steps = 2;
+    cfg.warmup_steps = 0.0;
+    let (plain, plain_rec) = adapter_after(&cfg, 0.0, None, None);
+    let run = |cfg: &TrainingConfig| {
+        let m = model_with("llama", &fixture("one-step-llama/adapter"));
+        let spec = lora::peft::AdapterSpec {
+            r: 4,
+            lora_alpha: 8.0,
+            lora_dropout: 0.0,
+            use_rslora: false,
+            target_modules: ftui::config::TargetModules::Pattern("all-linear".into()),
+            modules_to_save: Vec::new(),
+            bias: "none".into(),
+        };
+        let job = train::Job {
+            model: &m.model,
+            adapter: "default",
+            spec: &spec,
+            base_model: "llama",
+            config: cfg,
+            output_dir: None,
+            resume: None,
+        };
+        let mut w = Warnings::default();
+        let r = train::train(&job, &Tight(rows()), None, &mut w, &Control::default());
+        let params: Vec<Tensor> = lora::parameters(&m.model, "default")
+            .into_iter()
+            .map(|(_, t)| t.detach().copy())
+            .collect();
+        (r, w, params)
+    };
+    // Without auto_find_batch_size the run stops with the out-of-memory.
+    let (r, _, _) = run(&cfg);
+    let e = r.err().expect("fails").to_string();
+    assert!(e.contains("out of memory") && e.contains("per_device_train_batch_size"), "{e}");
+    cfg.auto_find_batch_size = true;
+    let (r, w, params) = run(&cfg);
+    r.expect("retries");
+    assert_eq!(w.0.len(), 2, "8 rows -> 4 -> 2: {:?}", w.0);
+    assert!(w.0[1].contains("4 parts"), "{:?}", w.0);
+    for (x, y) in params.iter().zip(&plain) {
+        assert!(rel(x, y) < 1e-5, "split adapter differs by {}", rel(x, y));
+    }
+    for (x, y) in w.1.iter().zip(&plain_rec.logs) {
+        assert!((x.loss - y.loss).abs() < 1e-5 * y.loss.abs());
     }
 }
