@@ -207,6 +207,14 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Training speed and peak memory on a run's config, model and data.
+    Train {
+        /// Measured optimizer steps (one more runs first to warm up).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A failure with its exit code.
@@ -391,6 +399,28 @@ pub fn run(cmd: Cmd, config: Option<&Path>) -> Result<(), Failure> {
             repeats,
             json,
         }) => bench_generate(&model, quant, tokens, prompt_tokens, repeats, json),
+        Cmd::Bench(BenchCmd::Train { steps, json }) => {
+            let c = run_config.ok_or_else(|| Failure {
+                code: 2,
+                message: "bench train needs --config FILE (the run to measure)".into(),
+            })?;
+            let b = crate::train::bench::bench(&c, steps)?;
+            if json {
+                print_json(&serde_json::to_value(&b)?);
+                Ok(())
+            } else {
+                println!(
+                    "{:.0} tokens/s, {:.2} s/step over {} steps, peak memory {:.0} MiB ({}, gradient checkpointing {})",
+                    b.tokens_per_second,
+                    b.step_seconds,
+                    b.steps,
+                    b.peak_memory_bytes as f64 / (1 << 20) as f64,
+                    b.device,
+                    if b.gradient_checkpointing { "on" } else { "off" }
+                );
+                Ok(())
+            }
+        }
     }
 }
 

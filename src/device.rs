@@ -80,3 +80,18 @@ pub fn device_name(device: Device) -> String {
         _ => "cpu".into(),
     }
 }
+
+/// The process's peak resident memory (`VmHWM`), in bytes; `None` off Linux.
+pub fn peak_rss_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak resident memory to the current one (Linux's
+/// `/proc/self/clear_refs`), so a later [`peak_rss_bytes`] measures what
+/// happened since. Returns whether the kernel took it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}

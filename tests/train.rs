@@ -4,7 +4,9 @@
 //! checkpointing; five optimizer steps of trl's SFTTrainer replayed; and the
 //! equivalences a trainer must keep (accumulation, kill and resume).
 
-use ftui::config::{AttnImplementation, DType, LrScheduler, QuantType, QuantizationConfig, TrainingConfig};
+use ftui::config::{
+    AttnImplementation, DType, LrScheduler, QuantType, QuantizationConfig, TrainingConfig,
+};
 use ftui::lora;
 use ftui::model::LoadOptions;
 use ftui::source::{load_model, LoadedModel, ModelSource};
@@ -33,7 +35,11 @@ fn model_with(arch: &str, adapter: &Path) -> LoadedModel {
     model_quantized(arch, adapter, None)
 }
 
-fn model_quantized(arch: &str, adapter: &Path, quantization: Option<QuantizationConfig>) -> LoadedModel {
+fn model_quantized(
+    arch: &str,
+    adapter: &Path,
+    quantization: Option<QuantizationConfig>,
+) -> LoadedModel {
     tch::set_num_threads(1);
     let opts = LoadOptions {
         dtype: DType::Float32,
@@ -122,7 +128,11 @@ fn one_step_on_an_nf4_base_matches_peft_and_bitsandbytes() {
     .expect("quantization");
     assert_eq!(q.bnb_4bit_quant_type, QuantType::Nf4);
     let m = model_quantized("llama", &fixture("one-step-llama/adapter"), Some(q));
-    assert!(m.model.weight_format().starts_with("nf4"), "{}", m.model.weight_format());
+    assert!(
+        m.model.weight_format().starts_with("nf4"),
+        "{}",
+        m.model.weight_format()
+    );
     let batch = read(&fixture("one-step-llama/batch.safetensors"));
     let want = read(&fixture("one-step-llama-nf4/expected.safetensors"));
     let mb = micro(&batch, "");
@@ -135,7 +145,10 @@ fn one_step_on_an_nf4_base_matches_peft_and_bitsandbytes() {
         let out = step::forward_backward(&m.model, &mb, mb.items as f64, gc, None).expect("step");
         let loss = out.nll_sum.double_value(&[]) / mb.items as f64;
         let expected = want["loss"].double_value(&[]);
-        assert!(((loss - expected) / expected).abs() < 1e-3, "gc={gc}: loss {loss} vs {expected}");
+        assert!(
+            ((loss - expected) / expected).abs() < 1e-3,
+            "gc={gc}: loss {loss} vs {expected}"
+        );
         for (name, t) in params {
             let r = rel(&t.grad(), &want[&format!("base_model.model.{name}")]);
             assert!(r < 1e-3, "gc={gc}: {name} grad off by {r}");
@@ -504,7 +517,10 @@ fn out_of_memory_halves_the_micro_batch_and_keeps_the_numbers() {
     // Without auto_find_batch_size the run stops with the out-of-memory.
     let (r, _, _) = run(&cfg);
     let e = r.err().expect("fails").to_string();
-    assert!(e.contains("out of memory") && e.contains("per_device_train_batch_size"), "{e}");
+    assert!(
+        e.contains("out of memory") && e.contains("per_device_train_batch_size"),
+        "{e}"
+    );
     cfg.auto_find_batch_size = true;
     let (r, w, params) = run(&cfg);
     r.expect("retries");

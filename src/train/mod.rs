@@ -7,6 +7,7 @@
 //! obeys a [`Control`] (stop, pause, save now), so `ftui train`, the workbench
 //! and the tests run the same loop.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod head;

@@ -70,10 +70,10 @@ pub fn config_problems(c: &RunConfig) -> Vec<Problem> {
 }
 
 /// Checks that need the loaded model.
-pub fn model_problems(c: &RunConfig, m: &LoadedModel) -> Vec<Problem> {
+pub fn model_problems(c: &RunConfig, model: &crate::model::CausalLm) -> Vec<Problem> {
     let mut p = Vec::new();
     let t = &c.training;
-    let device = m.model.device;
+    let device = model.device;
     if t.fp16 && !device.is_cuda() {
         p.push(problem(
             "[training] fp16",
@@ -89,7 +89,7 @@ pub fn model_problems(c: &RunConfig, m: &LoadedModel) -> Vec<Problem> {
             ),
         ));
     }
-    let context = m.model.config.max_position_embeddings;
+    let context = model.config.max_position_embeddings;
     if t.max_length as i64 > context {
         p.push(problem(
             "[training] max_length",
@@ -102,14 +102,12 @@ pub fn model_problems(c: &RunConfig, m: &LoadedModel) -> Vec<Problem> {
     if let Some(lc) = &c.lora {
         let spec = AdapterSpec::from_config(lc);
         if c.model.adapter.is_none()
-            && !m
-                .model
+            && !model
                 .linears()
                 .iter()
                 .any(|(n, _)| lora::is_target(n, &spec.target_modules))
         {
-            let mut kinds: Vec<String> = m
-                .model
+            let mut kinds: Vec<String> = model
                 .linears()
                 .iter()
                 .filter_map(|(n, _)| n.rsplit('.').next().map(String::from))
@@ -119,8 +117,11 @@ pub fn model_problems(c: &RunConfig, m: &LoadedModel) -> Vec<Problem> {
             p.push(problem(
                 "[lora] target_modules",
                 format!(
-                    "{:?} matches no linear layer; this model has {}",
-                    spec.target_modules,
+                    "{} matches no linear layer; this model has {}",
+                    match &spec.target_modules {
+                        crate::config::TargetModules::Names(n) => format!("[{}]", n.join(", ")),
+                        crate::config::TargetModules::Pattern(p) => format!("\"{p}\""),
+                    },
                     kinds.join(", ")
                 ),
             ));
@@ -177,7 +178,7 @@ pub fn load(c: &RunConfig) -> Result<(LoadedModel, AdapterSpec), TrainError> {
         ModelSource::parse(&c.model.source).map_err(|e| TrainError::Data(e.to_string()))?;
     let mut m = load_model(&source, &opts, &mut |_, _, _| {})
         .map_err(|e| TrainError::Data(e.to_string()))?;
-    refuse(model_problems(c, &m))?;
+    refuse(model_problems(c, &m.model))?;
     let spec = match &c.model.adapter {
         Some(dir) => {
             let spec = lora::load_adapter(&mut m.model, Path::new(dir), ADAPTER)?;
@@ -379,4 +380,80 @@ fn write_run_files(
         dir = dir.display(),
     );
     crate::fsutil::write_atomic(&dir.join("README.md"), card.as_bytes()).map_err(|e| err(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> RunConfig {
+        toml::from_str(&format!("[model]\nsource = \"default\"\n{extra}")).expect("config")
+    }
+
+    fn keys(p: &[Problem]) -> Vec<&str> {
+        p.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn config_checks_name_what_to_change() {
+        let p = config_problems(&config("[data]\nsource = \"x.jsonl\"\n"));
+        assert_eq!(keys(&p), ["[lora]"]);
+        assert!(p[0].message.contains("add a [lora] section"), "{}", p[0]);
+        let p = config_problems(&config(
+            "[quantization]\nload_in_4bit = true\n[data]\nsource = \"x.jsonl\"\n",
+        ));
+        assert!(
+            p[0].message.contains("4/8-bit base cannot be trained"),
+            "{}",
+            p[0]
+        );
+        let p = config_problems(&config("[lora]\nr = 4\n"));
+        assert_eq!(keys(&p), ["[data]"]);
+        let p = config_problems(&config(
+            "[lora]\n[data]\nsource = \"x\"\n[training]\nbf16 = true\nfp16 = true\n",
+        ));
+        assert_eq!(keys(&p), ["[training] bf16"]);
+        assert!(config_problems(&config("[lora]\n[data]\nsource = \"x\"\n")).is_empty());
+    }
+
+    #[test]
+    fn model_checks_name_what_to_change() {
+        let m = crate::model::tiny::llama(1);
+        let c = config(
+            "[lora]\ntarget_modules = [\"query\"]\n[training]\nmax_length = 100000\nfp16 = true\n",
+        );
+        let p = model_problems(&c, &m);
+        assert_eq!(
+            keys(&p),
+            [
+                "[training] fp16",
+                "[training] max_length",
+                "[lora] target_modules"
+            ]
+        );
+        assert!(p[0].message.contains("CUDA"), "{}", p[0]);
+        assert!(p[1].message.contains("context of 4096"), "{}", p[1]);
+        assert!(
+            p[2].message.starts_with(
+                "[query] matches no linear layer; this model has down_proj, gate_proj, k_proj"
+            ),
+            "{}",
+            p[2]
+        );
+        let ok = config("[lora]\ntarget_modules = [\"q_proj\"]\n");
+        assert!(model_problems(&ok, &m).is_empty());
+    }
+
+    #[test]
+    fn nothing_left_to_train_is_refused() {
+        let report = Report {
+            examples: 5,
+            dropped_no_labels: 5,
+            rows: 0,
+            ..Default::default()
+        };
+        let p = data_problems(&report);
+        assert_eq!(keys(&p), ["[training] max_length"]);
+        assert!(p[0].message.contains("5 of 5 examples"), "{}", p[0]);
+    }
 }
