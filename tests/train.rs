@@ -516,7 +516,7 @@ fn out_of_memory_halves_the_micro_batch_and_keeps_the_numbers() {
     };
     // Without auto_find_batch_size the run stops with the out-of-memory.
     let (r, _, _) = run(&cfg);
-    let e = r.err().expect("fails").to_string();
+    let e = r.expect_err("fails").to_string();
     assert!(
         e.contains("out of memory") && e.contains("per_device_train_batch_size"),
         "{e}"
