@@ -38,6 +38,9 @@ pub struct ResumeState {
     pub seed: u64,
     /// Sum of the step losses so far (for `train_loss` at the end).
     pub loss_total: f64,
+    /// float16 loss scaling, when on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaler: Option<super::scaler::GradScaler>,
 }
 
 pub const STATE_FILE: &str = "trainer_state.json";

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod head;
 pub mod optim;
+pub mod scaler;
 pub mod schedule;
 pub mod setup;
 pub mod step;
@@ -232,6 +233,7 @@ pub fn train(
             micro_split: 1,
             seed: cfg.seed,
             loss_total: 0.0,
+            scaler: cfg.fp16.then(scaler::GradScaler::default),
         },
     };
     if let Some(dir) = job.resume {
@@ -329,9 +331,23 @@ pub fn train(
                 ),
             });
         }
+        if let Some(scaler) = &state.ftui.scaler {
+            scaler.unscale(&optimizer)?;
+        }
         let grad_norm = optimizer.clip_grad_norm(cfg.max_grad_norm)?;
-        let lr = schedule.lr(step);
-        optimizer.step(lr)?;
+        // The schedule advances with the steps actually taken (a float16 step
+        // skipped for an overflow does not count), as the Trainer's does.
+        let lr = schedule.lr(optimizer.steps as usize);
+        match &mut state.ftui.scaler {
+            Some(scaler) => {
+                let found_inf = !grad_norm.f_double_value(&[])?.is_finite();
+                if !found_inf {
+                    optimizer.step(lr)?;
+                }
+                scaler.update(found_inf);
+            }
+            None => optimizer.step(lr)?,
+        }
         state.global_step += 1;
         state.ftui.optimizer_steps = optimizer.steps;
         state.ftui.loss_total += loss;
@@ -395,6 +411,8 @@ fn run_window(
     dropout: bool,
 ) -> Result<(f64, i64), TrainError> {
     let split = state.ftui.micro_split.max(1);
+    // float16: the backward carries `loss * scale`.
+    let loss_scale = state.ftui.scaler.map_or(1.0, |s| s.scale);
     let mut micro = Vec::new();
     for rows in groups {
         let part = rows.len().div_ceil(split).max(1);
@@ -415,7 +433,7 @@ fn run_window(
         let out = step::forward_backward(
             job.model,
             mb,
-            items as f64,
+            items as f64 / loss_scale,
             job.config.gradient_checkpointing,
             seed,
         )?;

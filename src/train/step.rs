@@ -146,7 +146,11 @@ pub fn forward_backward(
             tch::manual_seed(s.for_block(i));
         }
     };
-    let scale = 1.0 / window_items.max(1.0);
+    let scale = if window_items > 0.0 {
+        1.0 / window_items
+    } else {
+        0.0
+    };
     if !checkpointing {
         let mut x = model.embed(&mb.input_ids)?;
         for i in 0..model.num_layers() {
