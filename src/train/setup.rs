@@ -290,6 +290,13 @@ pub fn run(
     for w in &plan.warnings {
         observer.warning(w);
     }
+    let quantized = c
+        .quantization
+        .as_ref()
+        .is_some_and(|q| q.load_in_4bit || q.load_in_8bit);
+    if quantized && !c.training.gradient_checkpointing {
+        observer.warning("a 4/8-bit base without gradient_checkpointing keeps every block's dequantized weights for backward: turn gradient_checkpointing on to hold only one block's at a time");
+    }
     let device = m.model.device;
     let train_data = ShuffledRows {
         rows,
