@@ -86,8 +86,9 @@ impl GenerationStats {
     }
 }
 
-/// What the caller hears while generating: `(row, text piece)`; returning false
-/// stops generation (cancel).
+/// What the caller hears while generating: `(row, text piece)` once per new
+/// token of a row (the piece is empty while the token completes no text yet);
+/// returning false stops generation (cancel).
 pub type OnText<'a> = &'a mut dyn FnMut(usize, &str) -> bool;
 
 /// Applies repetition penalty, temperature, top-k and top-p to `logits` `[B, V]`
@@ -255,12 +256,12 @@ pub fn generate(
                         g.text.len().saturating_sub(longest_stop.saturating_sub(1)),
                     ),
                 };
-                if ready > streamed[row] {
-                    if !on_text(row, &g.text[streamed[row]..ready]) {
-                        cancelled = true;
-                    }
-                    streamed[row] = ready;
+                // Called for every new token, with the text it makes ready
+                // (often none): the caller's chance to stop or pause.
+                if !on_text(row, &g.text[streamed[row]..ready.max(streamed[row])]) {
+                    cancelled = true;
                 }
+                streamed[row] = ready.max(streamed[row]);
             }
         }
         if cancelled {

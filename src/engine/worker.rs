@@ -163,13 +163,15 @@ impl ModelWorker {
                 .map(|p| prompt_ids(m, req.chat_template.as_deref(), p))
                 .collect::<Result<Vec<_>, _>>()?;
             let ids: Vec<Vec<u32>> = rendered.iter().map(|r| r.1.clone()).collect();
-            // Called for each token that adds text: the job's check point.
+            // Called for each new token: the job's check point.
             let mut on_text = |row: usize, text: &str| {
-                sink.send(Event::Text {
-                    job,
-                    row,
-                    text: text.to_string(),
-                });
+                if !text.is_empty() {
+                    sink.send(Event::Text {
+                        job,
+                        row,
+                        text: text.to_string(),
+                    });
+                }
                 control.wait_if_paused();
                 !control.should_stop()
             };
