@@ -3,7 +3,7 @@
 //! run it without keeping activations and recompute it in backward.
 
 use super::ArchConfig;
-use crate::nn::{attention, AttnMask, KvCache, Linear, RmsNorm, Rope};
+use crate::nn::{attention, AttnMask, KvCache, Linear, RmsNorm, Rope, SharedInput};
 use crate::torch::TchResult;
 use tch::Tensor;
 
@@ -32,6 +32,10 @@ pub struct DecoderLayer {
     pub post_attention_layernorm: RmsNorm,
     pub gate_up: GateUpProj,
     pub down_proj: Linear,
+    /// Separate q, k, v whose weights are views of one (see [`SharedInput`]).
+    pub shared_qkv: Option<SharedInput>,
+    /// Separate gate and up whose weights are views of one.
+    pub shared_gate_up: Option<SharedInput>,
 }
 
 /// What every block of one forward pass shares: the rotary angles of its
@@ -46,6 +50,18 @@ pub struct BlockContext<'a> {
 }
 
 impl DecoderLayer {
+    /// Shares the base GEMM of projections that read the same input (separate
+    /// q/k/v, gate/up) where their weights allow (see [`SharedInput`]).
+    pub fn share_inputs(mut self) -> TchResult<Self> {
+        if let QkvProj::Separate { q, k, v } = &mut self.qkv {
+            self.shared_qkv = SharedInput::new(&mut [q, k, v])?;
+        }
+        if let GateUpProj::Separate { gate, up } = &mut self.gate_up {
+            self.shared_gate_up = SharedInput::new(&mut [gate, up])?;
+        }
+        Ok(self)
+    }
+
     /// The block's output for hidden states `x` `[B, T, hidden]`. `cache`: this
     /// block's slot (layer index) in a key/value cache, extended in place.
     /// `train` turns adapter dropout on.
@@ -64,13 +80,20 @@ impl DecoderLayer {
             cfg.head_dim,
         );
         let normed = self.input_layernorm.forward(x)?;
-        let (q, k, v) = match &self.qkv {
-            QkvProj::Separate { q, k, v } => (
+        let (q, k, v) = match (&self.qkv, &self.shared_qkv) {
+            (QkvProj::Separate { q, k, v }, Some(shared)) => {
+                let mut out = shared.forward_t(&normed, &[q, k, v], train)?.into_iter();
+                match (out.next(), out.next(), out.next()) {
+                    (Some(q), Some(k), Some(v)) => (q, k, v),
+                    _ => return Err(tch::TchError::Kind("q/k/v: three outputs expected".into())),
+                }
+            }
+            (QkvProj::Separate { q, k, v }, None) => (
                 q.forward_t(&normed, train)?,
                 k.forward_t(&normed, train)?,
                 v.forward_t(&normed, train)?,
             ),
-            QkvProj::Fused { qkv } => {
+            (QkvProj::Fused { qkv }, _) => {
                 let all = qkv.forward_t(&normed, train)?;
                 (
                     all.f_narrow(-1, 0, h * d)?,
@@ -92,12 +115,19 @@ impl DecoderLayer {
         let attn = attn.f_transpose(1, 2)?.f_reshape([b, t, h * d])?;
         let x = x.f_add(&self.o_proj.forward_t(&attn, train)?)?;
         let normed = self.post_attention_layernorm.forward(&x)?;
-        let (gate, up) = match &self.gate_up {
-            GateUpProj::Separate { gate, up } => (
+        let (gate, up) = match (&self.gate_up, &self.shared_gate_up) {
+            (GateUpProj::Separate { gate, up }, Some(shared)) => {
+                let mut out = shared.forward_t(&normed, &[gate, up], train)?.into_iter();
+                match (out.next(), out.next()) {
+                    (Some(g), Some(u)) => (g, u),
+                    _ => return Err(tch::TchError::Kind("gate/up: two outputs expected".into())),
+                }
+            }
+            (GateUpProj::Separate { gate, up }, None) => (
                 gate.forward_t(&normed, train)?,
                 up.forward_t(&normed, train)?,
             ),
-            GateUpProj::Fused { gate_up } => {
+            (GateUpProj::Fused { gate_up }, _) => {
                 let both = gate_up.forward_t(&normed, train)?;
                 let n = both.size()[2] / 2;
                 (both.f_narrow(-1, 0, n)?, both.f_narrow(-1, n, n)?)

@@ -50,5 +50,8 @@ pub fn layer(w: &LayerLoader, i: i64) -> Result<DecoderLayer, ModelError> {
             [c.hidden_size, c.intermediate_size],
             c.mlp_bias,
         )?,
-    })
+        shared_qkv: None,
+        shared_gate_up: None,
+    }
+    .share_inputs()?)
 }

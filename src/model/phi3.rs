@@ -36,5 +36,7 @@ pub fn layer(w: &LayerLoader, i: i64) -> Result<DecoderLayer, ModelError> {
             [c.hidden_size, c.intermediate_size],
             false,
         )?,
+        shared_qkv: None,
+        shared_gate_up: None,
     })
 }

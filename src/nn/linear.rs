@@ -74,14 +74,95 @@ impl Linear {
         } else {
             self.weight.linear_inference(x, self.bias.as_ref())?
         };
+        match self.adapter_delta(x, train)? {
+            Some(d) => y.f_add(&d),
+            None => Ok(y),
+        }
+    }
+
+    /// The active adapter's update for input `x`, unless there is none or it is
+    /// merged into the weight.
+    pub fn adapter_delta(&self, x: &Tensor, train: bool) -> TchResult<Option<Tensor>> {
         match self.active_adapter() {
-            Some(a) if !a.merged => y.f_add(&a.delta(x, train)?),
-            _ => Ok(y),
+            Some(a) if !a.merged => a.delta(x, train).map(Some),
+            _ => Ok(None),
         }
     }
 
     /// The active adapter, if any.
     pub fn active_adapter(&self) -> Option<&LoraWeights> {
         self.adapters.get(self.active.as_deref()?)
+    }
+}
+
+/// One weight for the projections that read the same input (q|k|v, gate|up),
+/// whose own weights become views into it: the base GEMM runs once for all of
+/// them, each projection's adapter still runs on its own. Merging an adapter
+/// into a projection's view updates the shared weight too.
+#[derive(Debug)]
+pub struct SharedInput {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    /// Output features of each projection, in order.
+    pub sizes: Vec<i64>,
+}
+
+impl SharedInput {
+    /// Shares the weights of `linears` when all are dense, of one kind, and
+    /// alike in having a bias; `None` leaves them as they are.
+    pub fn new(linears: &mut [&mut Linear]) -> TchResult<Option<SharedInput>> {
+        let dense: Vec<&Tensor> = linears.iter().filter_map(|l| l.weight.as_dense()).collect();
+        let kinds_agree = dense.windows(2).all(|w| w[0].kind() == w[1].kind());
+        let biases = linears.iter().filter(|l| l.bias.is_some()).count();
+        if dense.len() != linears.len() || !kinds_agree || (biases != 0 && biases != linears.len())
+        {
+            return Ok(None);
+        }
+        let _guard = tch::no_grad_guard();
+        let weight = Tensor::f_cat(&dense, 0)?;
+        let bias = if biases > 0 {
+            let b: Vec<&Tensor> = linears.iter().filter_map(|l| l.bias.as_ref()).collect();
+            Some(Tensor::f_cat(&b, 0)?)
+        } else {
+            None
+        };
+        let mut sizes = Vec::with_capacity(linears.len());
+        let mut start = 0;
+        for l in linears.iter_mut() {
+            let n = l.weight.shape()[0];
+            l.weight = LinearWeight::Dense(weight.f_narrow(0, start, n)?);
+            if let Some(b) = &bias {
+                l.bias = Some(b.f_narrow(0, start, n)?);
+            }
+            sizes.push(n);
+            start += n;
+        }
+        Ok(Some(SharedInput {
+            weight,
+            bias,
+            sizes,
+        }))
+    }
+
+    /// Each projection's output for input `x`: one base GEMM, then each
+    /// projection's adapter update added to its slice.
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        linears: &[&Linear],
+        train: bool,
+    ) -> TchResult<Vec<Tensor>> {
+        let all = x.f_linear(&self.weight, self.bias.as_ref())?;
+        let mut out = Vec::with_capacity(linears.len());
+        let mut start = 0;
+        for (l, &n) in linears.iter().zip(&self.sizes) {
+            let y = all.f_narrow(-1, start, n)?;
+            out.push(match l.adapter_delta(x, train)? {
+                Some(d) => y.f_add(&d)?,
+                None => y,
+            });
+            start += n;
+        }
+        Ok(out)
     }
 }

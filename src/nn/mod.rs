@@ -10,6 +10,6 @@ pub mod rope;
 
 pub use attention::{attention, AttnMask};
 pub use kv_cache::KvCache;
-pub use linear::{Linear, LoraWeights};
+pub use linear::{Linear, LoraWeights, SharedInput};
 pub use norm::RmsNorm;
 pub use rope::{Rope, RopeScaling};
