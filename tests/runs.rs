@@ -32,6 +32,9 @@ per_device_train_batch_size = 4
 gradient_checkpointing = false
 max_steps = 4
 learning_rate = 1e-3
+# Constant: the learning rate does not depend on max_steps, so a run stopped
+# or killed at any step can be compared with one told to end there.
+lr_scheduler_type = "constant"
 logging_steps = 1
 save_steps = 2
 "#;
@@ -70,6 +73,8 @@ fn ftui(args: &[&str], cwd: &Path) -> Output {
         .current_dir(cwd)
         .env("FTUI_HOME", cwd.join(".ftui-home"))
         .env("HF_HUB_OFFLINE", "1")
+        // One thread: several torch processes on a shared machine spin-wait badly.
+        .env("OMP_NUM_THREADS", "1")
         .output()
         .expect("runs ftui")
 }
@@ -338,10 +343,16 @@ fn a_detached_run_is_listed_steered_stopped_and_resumed() {
     assert!(ok(&ftui(&["pause", "runs/live"], cwd)).contains("paus"));
     assert!(wait_for(30, || run_json(&run)["status"] == "paused"));
     let trained = |run: &Path| of_kind(&metrics(run), "train").len();
-    std::thread::sleep(Duration::from_millis(300));
+    // The step under way when the pause came ends; then nothing moves.
+    assert!(
+        wait_for(30, || {
+            let before = trained(&run);
+            std::thread::sleep(Duration::from_millis(500));
+            trained(&run) == before
+        }),
+        "a paused run takes no step"
+    );
     let at_pause = trained(&run);
-    std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(trained(&run), at_pause, "a paused run takes no step");
     ok(&ftui(&["resume", "runs/live"], cwd));
     assert!(wait_for(30, || trained(&run) > at_pause), "resumed");
 
@@ -406,20 +417,52 @@ fn a_detached_run_is_listed_steered_stopped_and_resumed() {
 }
 
 #[test]
+fn ctrl_c_stops_after_the_step_with_a_checkpoint() {
+    let (dir, cfg) = setup("runs/fg", true);
+    let run = dir.path().join("runs/fg");
+    let child = Command::new(env!("CARGO_BIN_EXE_ftui"))
+        .args([
+            "train",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--max-steps",
+            "100000",
+        ])
+        .current_dir(dir.path())
+        .env("FTUI_HOME", dir.path().join(".ftui-home"))
+        .env("OMP_NUM_THREADS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let _reap = Reap(run.clone());
+    assert!(wait_for(60, || of_kind(&metrics(&run), "train").len() >= 2));
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let o = child.wait_with_output().expect("ends");
+    let out = ok(&o);
+    let info = run_json(&run);
+    assert_eq!(info["status"], "stopped");
+    let step = info["step"].as_u64().expect("step");
+    let ckpt = run.join(format!("checkpoint-{step}"));
+    assert!(ckpt.is_dir(), "{out}");
+    assert!(
+        out.contains(&format!("checkpoint: runs/fg/checkpoint-{step}")),
+        "{out}"
+    );
+    assert!(out.contains("--resume-from-checkpoint latest"), "{out}");
+    assert_eq!(of_kind(&metrics(&run), "end")[0]["status"], "stopped");
+}
+
+#[test]
 fn a_killed_run_resumes_to_the_uninterrupted_adapter() {
     let (dir, cfg) = setup("runs/whole", true);
     let cfg = cfg.to_str().expect("utf8");
     let cwd = dir.path();
-    let steps = "24";
-    ok(&ftui(
-        &["train", "--config", cfg, "--max-steps", steps],
-        cwd,
-    ));
-    let whole = cwd.join("runs/whole");
-    assert_eq!(run_json(&whole)["status"], "finished");
-
     let run = cwd.join("runs/killed");
     let _reap = Reap(run.clone());
+    // Too long to end by itself: it is killed after its first checkpoint.
     ok(&ftui(
         &[
             "train",
@@ -428,7 +471,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_adapter() {
             "--output-dir",
             "runs/killed",
             "--max-steps",
-            steps,
+            "100000",
             "--detach",
         ],
         cwd,
@@ -440,10 +483,6 @@ fn a_killed_run_resumes_to_the_uninterrupted_adapter() {
     );
     kill9(pid);
     assert!(wait_for(30, || !alive(pid)));
-    assert!(
-        of_kind(&metrics(&run), "end").is_empty(),
-        "killed before the end (the run is too short for this machine)"
-    );
     let rows: Value = serde_json::from_str(&ok(&ftui(&["runs", "--json"], cwd))).expect("json");
     let row = rows
         .as_array()
@@ -456,6 +495,20 @@ fn a_killed_run_resumes_to_the_uninterrupted_adapter() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("died"), "{}", text(&o.stderr));
 
+    // Where it will continue from: the newest whole checkpoint.
+    let latest = std::fs::read_dir(&run)
+        .expect("run folder")
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("checkpoint-")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .expect("a checkpoint");
+    let end = (latest + 3).to_string();
     let o = ftui(
         &[
             "train",
@@ -464,7 +517,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_adapter() {
             "--output-dir",
             "runs/killed",
             "--max-steps",
-            steps,
+            &end,
             "--resume-from-checkpoint",
             "latest",
         ],
@@ -477,11 +530,22 @@ fn a_killed_run_resumes_to_the_uninterrupted_adapter() {
         text(&o.stderr)
     );
     assert_eq!(run_json(&run)["status"], "finished");
-    let firsts = of_kind(&metrics(&run), "train")
+    let lines = metrics(&run);
+    let resumed: Vec<u64> = lines
         .iter()
-        .filter(|l| l["step"] == 1)
-        .count();
-    assert_eq!(firsts, 1, "resumed from the checkpoint, not from the start");
+        .skip_while(|l| !l["message"].as_str().is_some_and(|m| m.contains("is gone")))
+        .filter(|l| l["kind"] == "train")
+        .filter_map(|l| l["step"].as_u64())
+        .collect();
+    assert_eq!(
+        resumed,
+        [latest + 1, latest + 2, latest + 3],
+        "continued from the checkpoint"
+    );
+
+    ok(&ftui(&["train", "--config", cfg, "--max-steps", &end], cwd));
+    let whole = cwd.join("runs/whole");
+    assert_eq!(run_json(&whole)["step"].as_u64(), Some(latest + 3));
     let a = adapter(&whole);
     let b = adapter(&run);
     assert_eq!(a.len(), b.len());

@@ -118,6 +118,10 @@ fn detach(out: &Path, json: bool) -> Result<(), Failure> {
         .skip(1)
         .filter(|a| a != "--detach")
         .collect();
+    // The run claims the folder under its own pid, so say here what it replaces.
+    if let Ok(run::Liveness::Stale(info)) = run::liveness(out) {
+        say(&format!("ftui: {}", run::stale_note(out, &info)));
+    }
     let pid = run::detach::spawn(&exe, &args, out).map_err(run_failure)?;
     let log = out.join(run::LOG_FILE);
     if json {

@@ -177,6 +177,17 @@ pub fn liveness(dir: &Path) -> Result<Liveness, RunError> {
     Ok(read_info(dir)?.map_or(Liveness::Free, liveness_of))
 }
 
+/// What to say when a new run takes over the folder of a dead one.
+pub fn stale_note(dir: &Path, info: &RunInfo) -> String {
+    format!(
+        "{}: the earlier run (pid {}, {} at step {}) is gone; its folder is taken over",
+        dir.display(),
+        info.pid,
+        info.status,
+        info.step
+    )
+}
+
 /// The status to show for a run: a run that did not end and whose process is
 /// gone is `dead`.
 pub fn shown_status(info: &RunInfo) -> String {

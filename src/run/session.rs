@@ -179,13 +179,7 @@ impl Run {
                     status: info.status,
                 })
             }
-            Liveness::Stale(info) => notes.push(format!(
-                "{}: the earlier run (pid {}, {} at step {}) is gone; its folder is taken over",
-                dir.display(),
-                info.pid,
-                info.status,
-                info.step
-            )),
+            Liveness::Stale(info) => notes.push(super::stale_note(dir, &info)),
             Liveness::Free => {}
         }
         let config_path = dir.join(super::CONFIG_FILE);
@@ -439,9 +433,11 @@ impl Observer for Recorder<'_> {
     }
 
     fn checkpoint(&mut self, step: usize, path: &Path) {
+        // Absolute: watchers read the folder from anywhere.
+        let at = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         self.append(
             "checkpoint",
-            &serde_json::json!({"step": step, "path": path.display().to_string()}),
+            &serde_json::json!({"step": step, "path": at.display().to_string()}),
         );
         self.update(|i| i.step = step);
         self.face.checkpoint(step, path);
