@@ -102,7 +102,7 @@ impl RunHandle {
         };
         let info = match status {
             Some(to) => self.0.update(|i| {
-                // A stop is final; pause and resume only move a running run.
+                // A stop is final; resume only moves a paused run.
                 if i.status != RunStatus::Stopping
                     && (to != RunStatus::Running || i.status == RunStatus::Paused)
                 {
