@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod training;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ftui",
@@ -56,6 +58,21 @@ pub enum Cmd {
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Train a LoRA adapter: a run with its own folder (run.json, metrics.jsonl, checkpoints).
+    Train(training::TrainArgs),
+    /// The training runs under ./runs (and the --config's output_dir).
+    Runs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a run: it finishes its step, writes a checkpoint and ends.
+    Stop { run_dir: PathBuf },
+    /// Pause a run after its current step.
+    Pause { run_dir: PathBuf },
+    /// Resume a paused run.
+    Resume { run_dir: PathBuf },
+    /// Make a run write a checkpoint after its current step.
+    Save { run_dir: PathBuf },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -421,6 +438,12 @@ pub fn run(cmd: Cmd, config: Option<&Path>) -> Result<(), Failure> {
                 Ok(())
             }
         }
+        Cmd::Train(a) => training::train(a, config),
+        Cmd::Runs { json } => training::runs(json, config),
+        Cmd::Stop { run_dir } => training::control(&run_dir, crate::run::Command::Stop),
+        Cmd::Pause { run_dir } => training::control(&run_dir, crate::run::Command::Pause),
+        Cmd::Resume { run_dir } => training::control(&run_dir, crate::run::Command::Resume),
+        Cmd::Save { run_dir } => training::control(&run_dir, crate::run::Command::Save),
     }
 }
 

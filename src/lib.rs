@@ -19,6 +19,7 @@ pub mod model;
 pub mod nn;
 pub mod paths;
 pub mod quant;
+pub mod run;
 pub mod score;
 pub mod source;
 pub mod template;

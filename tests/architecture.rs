@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["model", "collate"],
     &["lora", "source", "dataview"],
     &["generate", "score", "doctor", "train"],
-    &["engine"],
+    &["engine", "run"],
     &["cli", "tui"],
 ];
 

@@ -95,6 +95,8 @@ pub struct Summary {
 
 /// Where a run reports; every method has a do-nothing default.
 pub trait Observer {
+    /// Once the checks have passed and the data is prepared, before the first step.
+    fn plan(&mut self, _plan: &setup::Plan) {}
     /// After every optimizer step.
     fn step(&mut self, _step: usize, _total: usize, _loss: f64) {}
     fn log(&mut self, _log: &TrainLog) {}

@@ -287,6 +287,7 @@ pub fn run(
     if plan_only {
         return Ok((plan, None));
     }
+    observer.plan(&plan);
     for w in &plan.warnings {
         observer.warning(w);
     }
