@@ -37,6 +37,18 @@ const GLOBAL_ACTIONS: &[Action] = &[
     Action::Quit,
 ];
 
+/// Actions that move around a pane, the same in every pane.
+const MOVING: &[Action] = &[
+    Action::Up,
+    Action::Down,
+    Action::Left,
+    Action::Right,
+    Action::PageUp,
+    Action::PageDown,
+    Action::Home,
+    Action::End,
+];
+
 /// A job the app submitted and has not seen finish.
 struct JobEntry {
     task: Task,
@@ -533,12 +545,21 @@ impl App {
         );
         everywhere.push(row(format!("1-{}", self.panes.len()), "go to pane"));
         everywhere.push(row("Ctrl-C".into(), "quit (asks while the engine is busy)"));
-        let mut sections = vec![everywhere];
+        // Moving around means the same in every pane: listed once.
+        let mut moving = vec![Line::styled("Moving around", t.accent)];
+        moving.extend(
+            MOVING
+                .iter()
+                .filter(|a| self.panes.iter().any(|p| p.actions().contains(a)))
+                .map(|&a| row(self.keys.label(a), a.description())),
+        );
+        let mut sections = vec![everywhere, moving];
         for p in &self.panes {
             let mut lines = vec![Line::styled(p.title(), t.accent)];
             lines.extend(
                 p.actions()
                     .iter()
+                    .filter(|a| !MOVING.contains(a))
                     .map(|&a| row(self.keys.label(a), a.description())),
             );
             sections.push(lines);
@@ -546,19 +567,12 @@ impl App {
         // Whole sections in columns of about equal length, as many columns
         // as the screen is wide enough for.
         let count = if f.area().width >= 150 { 3 } else { 2 };
-        let total: usize = sections.iter().map(Vec::len).sum();
-        let target = total.div_ceil(count);
-        let mut columns: Vec<Vec<Line>> = vec![Vec::new()];
-        for section in sections {
-            let full = columns
-                .last()
-                .is_some_and(|c| !c.is_empty() && c.len() + section.len() > target);
-            if full && columns.len() < count {
-                columns.push(Vec::new());
-            }
-            if let Some(c) = columns.last_mut() {
-                c.extend(section);
-            }
+        let lengths: Vec<usize> = sections.iter().map(Vec::len).collect();
+        let starts = balanced_columns(&lengths, count);
+        let mut columns: Vec<Vec<Line>> = vec![Vec::new(); starts.len()];
+        for (i, section) in sections.into_iter().enumerate() {
+            let column = starts.iter().rposition(|&s| s <= i).unwrap_or(0);
+            columns[column].extend(section);
         }
         let tallest = columns.iter().map(Vec::len).max().unwrap_or(0) as u16;
         let area = centered(f.area(), 55 * count as u16, tallest + 5);
@@ -586,6 +600,33 @@ impl App {
             footer,
         );
     }
+}
+
+/// Where each of `count` columns starts when sections of these lengths are
+/// laid out in order, the longest column as short as can be (at most three
+/// columns: every split is tried).
+fn balanced_columns(lengths: &[usize], count: usize) -> Vec<usize> {
+    let n = lengths.len();
+    let sum = |a: usize, b: usize| lengths[a..b].iter().sum::<usize>();
+    let mut best = (usize::MAX, vec![0]);
+    for i in 1..=n {
+        for j in i..=n {
+            let starts = match count {
+                0 | 1 => vec![0],
+                2 => vec![0, i],
+                _ => vec![0, i, j],
+            };
+            let tallest = match count {
+                0 | 1 => sum(0, n),
+                2 => sum(0, i).max(sum(i, n)),
+                _ => sum(0, i).max(sum(i, j)).max(sum(j, n)),
+            };
+            if tallest < best.0 {
+                best = (tallest, starts);
+            }
+        }
+    }
+    best.1
 }
 
 /// `1 Config`
@@ -629,4 +670,17 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
         w,
         h,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced_columns;
+
+    #[test]
+    fn help_columns_keep_sections_whole_and_even() {
+        assert_eq!(balanced_columns(&[8, 9, 4, 2, 8, 10, 8, 2], 2), [0, 4]);
+        assert_eq!(balanced_columns(&[10, 10, 10], 3), [0, 1, 2]);
+        assert_eq!(balanced_columns(&[3, 30, 4], 2), [0, 2]);
+        assert_eq!(balanced_columns(&[5, 5], 1), [0]);
+    }
 }
