@@ -767,6 +767,11 @@ fn scenario(root: &Path, name: &str) -> PathBuf {
                 serde_json::json!({"kind": "warning", "message": "out of memory at 8 rows per micro-batch: retrying with 4"}),
             );
             write_run(&out, info("running", 40, 100, 120), true, &lines);
+            std::fs::write(
+                out.join("train.log"),
+                "ftui: 100 steps of 8 rows, 2 epochs\nstep 39/100 loss 1.02\rstep 40/100 loss 0.99\n",
+            )
+            .expect("train.log");
             let mut older = info("finished", 100, 100, 300);
             older["started"] = "2025-01-30T09:00:00Z".into();
             let mut done = train_lines(100);
@@ -862,6 +867,14 @@ fn the_training_pane_shows_what_each_run_says() {
         "{screen}"
     );
     assert!(screen.contains("memory     1.3GB"), "memory:\n{screen}");
+    assert!(
+        screen.contains("step 40/100 loss 0.99"),
+        "the output's tail:\n{screen}"
+    );
+    assert!(
+        !screen.contains("step 39/100"),
+        "a rewritten line as it stands last"
+    );
 
     let (a, _) = training_app(&scenario(tmp.path(), "failed-check"), &jobs);
     let screen = render(&a, 120, 40);

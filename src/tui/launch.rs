@@ -120,7 +120,7 @@ fn carry_out(launch: &Launch) -> LaunchReply {
 }
 
 /// Runs `<this exe> train --config FILE --detach`, which returns once the
-/// run holds its folder and prints that folder last.
+/// run holds its folder and prints that folder on its first line.
 fn start(config: &Path) -> Result<LaunchReply, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find ftui itself: {e}"))?;
     let out = Command::new(exe)
@@ -140,7 +140,7 @@ fn start(config: &Path) -> Result<LaunchReply, String> {
     let dir = stdout
         .lines()
         .map(str::trim)
-        .rfind(|l| !l.is_empty())
+        .find(|l| !l.is_empty())
         .ok_or("ftui train --detach printed no run folder")?;
     Ok(LaunchReply::Started {
         dir: PathBuf::from(dir),

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 pub const RUN_FILE: &str = "run.json";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const SOCKET_FILE: &str = "control.sock";
+/// A detached run's own output (stdout and stderr).
+pub const LOG_FILE: &str = "train.log";
 
 /// Where a run stands, as `run.json` says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -207,19 +209,30 @@ pub fn find_runs(output_dir: &Path) -> Vec<RunEntry> {
     runs
 }
 
-/// How much of the end of `metrics.jsonl` [`last_loss`] reads.
+/// How much of a file's end [`tail`] reads.
 const TAIL_BYTES: u64 = 16 * 1024;
+
+/// The whole lines among the last few KiB of `path` (a line cut by the
+/// start of the window is dropped), oldest first; `None` without the file.
+pub fn tail(path: &Path) -> Option<Vec<String>> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let from = len.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    if from > 0 && !lines.is_empty() {
+        lines.remove(0);
+    }
+    Some(lines)
+}
 
 /// The loss of the last `train` line among the file's last few lines.
 pub fn last_loss(path: &Path) -> Option<f64> {
-    let mut file = std::fs::File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(TAIL_BYTES)))
-        .ok()?;
-    let mut tail = Vec::new();
-    file.read_to_end(&mut tail).ok()?;
-    String::from_utf8_lossy(&tail)
-        .lines()
+    tail(path)?
+        .iter()
         .rev()
         .find_map(|l| match parse_metric(l)? {
             Metric::Train(t) => t.loss,
@@ -496,6 +509,22 @@ mod tests {
         let p = r.poll(&path, POLL_BYTES).unwrap();
         assert!(p.restarted);
         assert_eq!(p.metrics.len(), 1);
+    }
+
+    #[test]
+    fn the_tail_holds_whole_lines_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_FILE);
+        assert_eq!(tail(&path), None);
+        std::fs::write(&path, "one\ntwo\n").unwrap();
+        assert_eq!(tail(&path).unwrap(), ["one", "two"]);
+        let long: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, long).unwrap();
+        let lines = tail(&path).unwrap();
+        assert_eq!(lines.last().map(String::as_str), Some("line 4999"));
+        assert!(lines[0].starts_with("line ") && lines.len() < 5000);
+        let first: usize = lines[0]["line ".len()..].parse().unwrap();
+        assert_eq!(lines.len(), 5000 - first, "no cut line");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::app::human;
 use super::keys::Action;
 use super::launch::{Launch, LaunchReply, RunCommand};
 use super::pane::{Ctx, Effect, Pane, Status};
-use super::runs::{find_runs, RunEntry, RunInfo, RunStatus, METRICS_FILE};
+use super::runs::{find_runs, RunEntry, RunInfo, RunStatus, LOG_FILE, METRICS_FILE};
 use super::theme::Theme;
 use super::watch::{folder_name, LogKind, Watch, RECENT_POINTS};
 use crate::engine::protocol::Request;
@@ -641,7 +641,28 @@ impl Pane for TrainingPane {
             Layout::horizontal([Constraint::Min(20), Constraint::Length(26)]).areas(main);
         self.draw_chart(f, chart, w, t);
         self.draw_numbers(f, numbers, w, t);
-        self.draw_log(f, log, w, t);
+        if w.output.is_empty() || log.width < 100 {
+            self.draw_log(f, log, w, t);
+        } else {
+            let [events, output] =
+                Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                    .areas(log);
+            self.draw_log(f, events, w, t);
+            let room = output.height.saturating_sub(2) as usize;
+            let lines: Vec<Line> = w.output[w.output.len().saturating_sub(room)..]
+                .iter()
+                .map(|l| Line::styled(l.clone(), t.dim))
+                .collect();
+            f.render_widget(
+                Paragraph::new(lines).block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .border_style(t.border)
+                        .title(format!(" {LOG_FILE} ")),
+                ),
+                output,
+            );
+        }
         if self.confirm_stop {
             self.draw_confirm(f, area, t);
         }

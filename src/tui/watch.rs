@@ -5,7 +5,8 @@
 
 use super::history::BoundedSeries;
 use super::runs::{
-    adapter_dir, Metric, MetricsReader, RunInfo, TrainLine, METRICS_FILE, POLL_BYTES,
+    adapter_dir, tail, Metric, MetricsReader, RunInfo, TrainLine, LOG_FILE, METRICS_FILE,
+    POLL_BYTES,
 };
 use super::training::duration;
 use std::collections::VecDeque;
@@ -42,6 +43,9 @@ pub(super) struct Watch {
     /// The adapter to chat with, looked for when a checkpoint or the end shows.
     pub(super) adapter: Option<PathBuf>,
     pub(super) look_for_adapter: bool,
+    /// The last lines of the run's own output, and that file's size then.
+    pub(super) output: Vec<String>,
+    output_len: Option<u64>,
 }
 
 impl Watch {
@@ -61,6 +65,8 @@ impl Watch {
             read_error: None,
             adapter: None,
             look_for_adapter: true,
+            output: Vec::new(),
+            output_len: None,
         }
     }
 
@@ -91,6 +97,18 @@ impl Watch {
                 }
             }
             Err(e) => self.read_error = Some(format!("{}: {e}", METRICS_FILE)),
+        }
+        let log = self.dir.join(LOG_FILE);
+        let len = std::fs::metadata(&log).ok().map(|m| m.len());
+        if len != self.output_len {
+            self.output_len = len;
+            // A progress line rewritten in place shows as it stands last.
+            self.output = tail(&log)
+                .unwrap_or_default()
+                .iter()
+                .map(|l| l.rsplit('\r').next().unwrap_or("").to_string())
+                .filter(|l| !l.trim().is_empty())
+                .collect();
         }
         if self.look_for_adapter {
             self.adapter = adapter_dir(&self.dir);
