@@ -3,6 +3,10 @@
 //! to a run's `control.sock`. A [`Launcher`] does each on a thread of its
 //! own and hands the answers back when polled, so a slow or silent run never
 //! holds up a key; tests put a recorder in its place.
+//!
+//! Any number of workbenches (and `ftui stop`, and scripts) may watch and
+//! steer one run: the run carries out each command as it arrives, so the
+//! last one asked wins, and every watcher sees the outcome in `run.json`.
 
 use super::runs::SOCKET_FILE;
 use crossbeam_channel::{unbounded, Receiver, Sender};

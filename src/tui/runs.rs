@@ -209,15 +209,17 @@ pub fn find_runs(output_dir: &Path) -> Vec<RunEntry> {
     runs
 }
 
-/// How much of a file's end [`tail`] reads.
-const TAIL_BYTES: u64 = 16 * 1024;
+/// How much of a run's output the pane shows the end of.
+pub const TAIL_BYTES: u64 = 16 * 1024;
+/// How much of `metrics.jsonl` [`last_loss`] looks at: a few lines.
+const LAST_LOSS_BYTES: u64 = 4096;
 
-/// The whole lines among the last few KiB of `path` (a line cut by the
+/// The whole lines among the last `bytes` of `path` (a line cut by the
 /// start of the window is dropped), oldest first; `None` without the file.
-pub fn tail(path: &Path) -> Option<Vec<String>> {
+pub fn tail(path: &Path, bytes: u64) -> Option<Vec<String>> {
     let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
-    let from = len.saturating_sub(TAIL_BYTES);
+    let from = len.saturating_sub(bytes);
     file.seek(SeekFrom::Start(from)).ok()?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).ok()?;
@@ -231,7 +233,7 @@ pub fn tail(path: &Path) -> Option<Vec<String>> {
 
 /// The loss of the last `train` line among the file's last few lines.
 pub fn last_loss(path: &Path) -> Option<f64> {
-    tail(path)?
+    tail(path, LAST_LOSS_BYTES)?
         .iter()
         .rev()
         .find_map(|l| match parse_metric(l)? {
@@ -515,12 +517,12 @@ mod tests {
     fn the_tail_holds_whole_lines_only() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LOG_FILE);
-        assert_eq!(tail(&path), None);
+        assert_eq!(tail(&path, TAIL_BYTES), None);
         std::fs::write(&path, "one\ntwo\n").unwrap();
-        assert_eq!(tail(&path).unwrap(), ["one", "two"]);
+        assert_eq!(tail(&path, TAIL_BYTES).unwrap(), ["one", "two"]);
         let long: String = (0..5000).map(|i| format!("line {i}\n")).collect();
         std::fs::write(&path, long).unwrap();
-        let lines = tail(&path).unwrap();
+        let lines = tail(&path, TAIL_BYTES).unwrap();
         assert_eq!(lines.last().map(String::as_str), Some("line 4999"));
         assert!(lines[0].starts_with("line ") && lines.len() < 5000);
         let first: usize = lines[0]["line ".len()..].parse().unwrap();

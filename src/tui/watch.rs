@@ -6,7 +6,7 @@
 use super::history::BoundedSeries;
 use super::runs::{
     adapter_dir, tail, Metric, MetricsReader, RunInfo, TrainLine, LOG_FILE, METRICS_FILE,
-    POLL_BYTES,
+    POLL_BYTES, TAIL_BYTES,
 };
 use super::training::duration;
 use std::collections::VecDeque;
@@ -103,7 +103,7 @@ impl Watch {
         if len != self.output_len {
             self.output_len = len;
             // A progress line rewritten in place shows as it stands last.
-            self.output = tail(&log)
+            self.output = tail(&log, TAIL_BYTES)
                 .unwrap_or_default()
                 .iter()
                 .map(|l| l.rsplit('\r').next().unwrap_or("").to_string())
