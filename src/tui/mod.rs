@@ -1,9 +1,11 @@
-//! The workbench: ratatui on crossterm. One loop selects over terminal input
-//! and engine events; the frame is drawn from the app state only, and the
+//! The workbench: ratatui on crossterm. One loop selects over terminal input,
+//! engine events and a tick (when panes look at training runs' folders); the
+//! frame is drawn from the app state only, and the
 //! terminal is restored on every exit, panic included. The workbench speaks to
 //! the engine only through [`crate::engine::protocol`].
 
 mod app;
+mod attached;
 mod batches;
 mod chat;
 mod config_pane;
@@ -17,7 +19,6 @@ pub mod runs;
 mod text_input;
 pub mod theme;
 mod training;
-mod watch;
 mod wrap;
 
 pub use app::App;

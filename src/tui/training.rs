@@ -7,12 +7,12 @@
 //! workbench. Files are read on the tick only, a bounded amount each time.
 
 use super::app::human;
+use super::attached::{folder_name, LogKind, Watch, RECENT_POINTS};
 use super::keys::Action;
 use super::launch::{Launch, LaunchReply, RunCommand};
 use super::pane::{Ctx, Effect, Pane, Status};
 use super::runs::{find_runs, RunEntry, RunInfo, RunStatus, LOG_FILE, METRICS_FILE};
 use super::theme::Theme;
-use super::watch::{folder_name, LogKind, Watch, RECENT_POINTS};
 use crate::engine::protocol::Request;
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::layout::{Constraint, Layout, Rect};
