@@ -15,11 +15,13 @@ use ftui::engine::protocol::{
 use ftui::engine::Engine;
 use ftui::generate::FinishReason;
 use ftui::source::{load_tokenizer, ModelSource};
+use ftui::tui::launch::{Launch, LaunchReply, Launcher, RunCommand};
 use ftui::tui::App;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 use std::cell::{Cell, RefCell};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -254,9 +256,9 @@ fn number_keys_tab_and_clicks_select_panes() {
     press(&jobs, &mut a, KeyCode::BackTab);
     press(&jobs, &mut a, KeyCode::BackTab);
     press(&jobs, &mut a, KeyCode::BackTab);
-    assert_eq!(a.pane(), "chat", "back from the first is the last");
+    assert_eq!(a.pane(), "export", "back from the first is the last");
     press(&jobs, &mut a, KeyCode::Char('9'));
-    assert_eq!(a.pane(), "chat", "no ninth pane");
+    assert_eq!(a.pane(), "export", "no ninth pane");
     // A click on the tab bar selects the tab under the pointer.
     a.on_mouse(MouseEvent {
         kind: MouseEventKind::Down(MouseButton::Left),
@@ -285,7 +287,14 @@ fn help_lists_every_pane_and_its_actions() {
         .take_while(|l| !l.contains('└'))
         .collect::<Vec<_>>()
         .join("\n");
-    for title in ["Config", "Data & template", "Batches", "Chat"] {
+    for title in [
+        "Config",
+        "Data & template",
+        "Batches",
+        "Training",
+        "Chat",
+        "Export",
+    ] {
         assert!(help.contains(title), "{title} missing:\n{help}");
     }
     for action in [
@@ -295,10 +304,14 @@ fn help_lists_every_pane_and_its_actions() {
         "save",
         "next batch",
         "clear the chat",
+        "start training",
+        "stop the run",
+        "save a checkpoint now",
+        "chat with the run's adapter",
     ] {
         assert!(help.contains(action), "{action} missing:\n{help}");
     }
-    assert!(help.contains("1-4") && help.contains("go to pane"));
+    assert!(help.contains("1-6") && help.contains("go to pane"));
     press(&jobs, &mut a, KeyCode::Char('x'));
     assert!(!a.show_help, "any key closes help");
 }
@@ -662,5 +675,441 @@ fn keys_are_handled_at_once_while_the_engine_loads_a_model() {
     assert!(
         worst < std::time::Duration::from_millis(100),
         "slowest key took {worst:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The Training pane, from run folders written here, with a recording launcher.
+
+/// Takes the app's launches and hands back the replies a test queues.
+#[derive(Clone, Default)]
+struct Launches {
+    asked: Rc<RefCell<Vec<Launch>>>,
+    replies: Rc<RefCell<Vec<LaunchReply>>>,
+}
+
+impl Launcher for Launches {
+    fn launch(&self, launch: Launch) {
+        self.asked.borrow_mut().push(launch);
+    }
+    fn replies(&self) -> Vec<LaunchReply> {
+        std::mem::take(&mut self.replies.borrow_mut())
+    }
+}
+
+impl Launches {
+    fn take(&self) -> Vec<Launch> {
+        std::mem::take(&mut self.asked.borrow_mut())
+    }
+}
+
+/// A run folder: `run.json` from `info` (pid and host filled in) and
+/// `metrics.jsonl` from `lines`.
+fn write_run(dir: &Path, info: serde_json::Value, alive: bool, lines: &[serde_json::Value]) {
+    std::fs::create_dir_all(dir).expect("run folder");
+    let mut info = info;
+    info["pid"] = if alive {
+        std::process::id().into()
+    } else {
+        2_147_483_646u32.into()
+    };
+    info["host"] = ftui::tui::runs::hostname().into();
+    info["engine"] = "ftui".into();
+    std::fs::write(dir.join("run.json"), info.to_string()).expect("run.json");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.join("metrics.jsonl"), text).expect("metrics");
+}
+
+/// `train` lines for steps 1..=last, with an eval every 10 steps and a
+/// checkpoint at 20.
+fn train_lines(last: u64) -> Vec<serde_json::Value> {
+    let mut lines = Vec::new();
+    for step in 1..=last {
+        let loss = 0.8 + 2.0 * (-(step as f64) / 15.0).exp() + 0.05 * ((step % 3) as f64);
+        lines.push(serde_json::json!({
+            "kind": "train", "step": step, "epoch": step as f64 / 50.0, "loss": loss,
+            "learning_rate": 2e-4 * (1.0 - step as f64 / 100.0), "grad_norm": 1.0 + 1.0 / step as f64,
+            "num_tokens": (step * 2048) as f64, "mean_token_accuracy": 0.4 + step as f64 / 200.0,
+            "entropy": 1.5, "tokens_per_second": 850.0, "memory_bytes": 1_288_490_188u64,
+        }));
+        if step % 10 == 0 {
+            lines.push(serde_json::json!({
+                "kind": "eval", "step": step, "eval_loss": loss + 0.1, "eval_mean_token_accuracy": 0.5,
+            }));
+        }
+        if step == 20 {
+            lines.push(serde_json::json!({
+                "kind": "checkpoint", "step": 20, "path": "/somewhere/checkpoint-20",
+            }));
+        }
+    }
+    lines
+}
+
+fn info(status: &str, step: u64, max: u64, took: u64) -> serde_json::Value {
+    serde_json::json!({
+        "status": status, "step": step, "max_steps": max,
+        "started": "2025-01-31T12:00:00Z",
+        "updated": format!("2025-01-31T12:{:02}:{:02}Z", took / 60, took % 60),
+    })
+}
+
+/// Writes one scenario's runs under `root/<scenario>/runs/` and returns the
+/// output_dir the config names.
+fn scenario(root: &Path, name: &str) -> PathBuf {
+    let runs = root.join(name).join("runs");
+    let out = runs.join("yoda");
+    match name {
+        "running" => {
+            let mut lines = train_lines(40);
+            lines.insert(
+                5,
+                serde_json::json!({"kind": "warning", "message": "out of memory at 8 rows per micro-batch: retrying with 4"}),
+            );
+            write_run(&out, info("running", 40, 100, 120), true, &lines);
+            std::fs::write(
+                out.join("train.log"),
+                "ftui: 100 steps of 8 rows, 2 epochs\nstep 39/100 loss 1.02\rstep 40/100 loss 0.99\n",
+            )
+            .expect("train.log");
+            let mut older = info("finished", 100, 100, 300);
+            older["started"] = "2025-01-30T09:00:00Z".into();
+            let mut done = train_lines(100);
+            done.push(serde_json::json!({"kind": "end", "status": "finished", "train_runtime": 300.0, "train_loss": 1.1}));
+            write_run(&runs.join("older"), older, false, &done);
+            let mut crashed = info("running", 7, 100, 30);
+            crashed["started"] = "2025-01-29T09:00:00Z".into();
+            write_run(&runs.join("crashed"), crashed, false, &train_lines(7));
+        }
+        "paused" => write_run(&out, info("paused", 25, 100, 75), true, &train_lines(25)),
+        "finished" => {
+            let mut lines = train_lines(100);
+            lines.push(serde_json::json!({"kind": "end", "status": "finished", "train_runtime": 300.0, "train_loss": 1.1}));
+            write_run(&out, info("finished", 100, 100, 300), false, &lines);
+            std::fs::write(out.join("adapter_config.json"), "{}").expect("adapter");
+        }
+        "failed-check" => {
+            let error = "[training] learning_rate: must be above 0 (got 0); [lora] r: must be a positive rank (got 0)";
+            let mut i = info("failed", 0, 0, 1);
+            i["max_steps"] = serde_json::Value::Null;
+            i["error"] = error.into();
+            let end = serde_json::json!({"kind": "end", "status": "failed", "train_runtime": 1.0, "train_loss": null, "error": error});
+            write_run(&out, i, false, &[end]);
+        }
+        "nan" => {
+            let error =
+                "the loss became NaN at step 13; lower the learning rate or turn on max_grad_norm";
+            let mut i = info("failed", 13, 100, 40);
+            i["error"] = error.into();
+            let mut lines = train_lines(12);
+            let mut bad = train_lines(13).pop().expect("a line");
+            bad["loss"] = serde_json::Value::Null;
+            lines.push(bad);
+            lines.push(serde_json::json!({"kind": "end", "status": "failed", "train_runtime": 40.0, "train_loss": null, "error": error}));
+            write_run(&out, i, false, &lines);
+        }
+        other => panic!("no scenario {other}"),
+    }
+    out
+}
+
+/// An app whose config trains into `out`, with a recording launcher, after
+/// one tick, on the Training pane.
+fn training_app(out: &Path, jobs: &Recorder) -> (App, Launches) {
+    let mut a = app();
+    let mut c = a.ctx.config.clone();
+    c.training.output_dir = out.display().to_string();
+    a.ctx.config = c;
+    let launches = Launches::default();
+    a.set_launcher(Box::new(launches.clone()));
+    a.on_tick();
+    select(jobs, &mut a, "training");
+    (a, launches)
+}
+
+fn render_in(a: &App, tmp: &Path, w: u16, h: u16) -> String {
+    render(a, w, h).replace(&tmp.display().to_string(), "<tmp>")
+}
+
+#[test]
+fn the_training_pane_matches_its_snapshots_for_each_kind_of_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let jobs = Recorder::default();
+    for name in ["running", "paused", "finished", "failed-check", "nan"] {
+        let out = scenario(tmp.path(), name);
+        let (a, _) = training_app(&out, &jobs);
+        for (w, h) in [(80, 24), (120, 40)] {
+            let screen = render_in(&a, tmp.path(), w, h);
+            assert!(!screen.contains("<tmp>"), "no path on screen:\n{screen}");
+            check_snapshot(&format!("training-{name}-{w}x{h}"), &screen);
+        }
+    }
+}
+
+#[test]
+fn the_training_pane_shows_what_each_run_says() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let jobs = Recorder::default();
+    let (a, _) = training_app(&scenario(tmp.path(), "running"), &jobs);
+    let screen = render(&a, 120, 40);
+    assert!(
+        screen.contains("▶ yoda"),
+        "the live run is attached:\n{screen}"
+    );
+    assert!(screen.contains("ETA 3m 00s"), "{screen}");
+    assert!(
+        screen.contains("dead"),
+        "a running run whose process is gone:\n{screen}"
+    );
+    assert!(screen.contains("! out of memory"), "the warning:\n{screen}");
+    assert!(
+        screen.contains("checkpoint at step 20: checkpoint-20"),
+        "{screen}"
+    );
+    assert!(screen.contains("memory     1.3GB"), "memory:\n{screen}");
+    assert!(
+        screen.contains("step 40/100 loss 0.99"),
+        "the output's tail:\n{screen}"
+    );
+    assert!(
+        !screen.contains("step 39/100"),
+        "a rewritten line as it stands last"
+    );
+
+    let (a, _) = training_app(&scenario(tmp.path(), "failed-check"), &jobs);
+    let screen = render(&a, 120, 40);
+    assert!(
+        screen.contains("[training] learning_rate: must be above 0"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("[lora] r: must be a positive rank"),
+        "each problem on its line:\n{screen}"
+    );
+
+    let (a, _) = training_app(&scenario(tmp.path(), "nan"), &jobs);
+    let screen = render(&a, 120, 40);
+    assert!(
+        screen.contains("the loss became NaN at step 13"),
+        "{screen}"
+    );
+    assert!(screen.contains("NaN"), "{screen}");
+}
+
+#[test]
+fn start_spawns_a_detached_run_and_attaches_to_it() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let jobs = Recorder::default();
+    let out = tmp.path().join("runs/yoda");
+    let (mut a, launches) = training_app(&out, &jobs);
+    assert!(render(&a, 100, 30).contains("No runs under"));
+    press(&jobs, &mut a, KeyCode::Char('r'));
+    assert_eq!(
+        launches.take(),
+        [Launch::Start {
+            config: PathBuf::from("sample-data/ftui.toml")
+        }]
+    );
+    // The run comes up and says where it is.
+    write_run(&out, info("running", 3, 100, 9), true, &train_lines(3));
+    launches
+        .replies
+        .borrow_mut()
+        .push(LaunchReply::Started { dir: out.clone() });
+    a.on_tick();
+    let screen = render_in(&a, tmp.path(), 220, 40);
+    assert!(
+        screen.contains("training started in <tmp>/runs/yoda"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("▶ yoda") && screen.contains("running · 3/100"),
+        "{screen}"
+    );
+    // A second start while it runs is refused here, before any process.
+    press(&jobs, &mut a, KeyCode::Char('r'));
+    assert!(launches.take().is_empty());
+    assert!(render(&a, 220, 40).contains("is still going"));
+    assert!(jobs.take().is_empty(), "the engine is not asked");
+    assert_eq!(a.farewell().len(), 1, "quitting says the run goes on");
+}
+
+#[test]
+fn start_refuses_an_unsaved_config() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let jobs = Recorder::default();
+    let (mut a, launches) = training_app(&tmp.path().join("runs/yoda"), &jobs);
+    a.ctx.dirty = true;
+    press(&jobs, &mut a, KeyCode::Char('r'));
+    assert!(launches.take().is_empty());
+    assert!(render(&a, 220, 30).contains("save the config first"));
+}
+
+#[test]
+fn pause_resume_save_and_stop_go_to_the_runs_socket() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let jobs = Recorder::default();
+    let out = scenario(tmp.path(), "running");
+    let (mut a, launches) = training_app(&out, &jobs);
+    let control = |command| Launch::Control {
+        dir: out.clone(),
+        command,
+    };
+    press(&jobs, &mut a, KeyCode::Char(' '));
+    press(&jobs, &mut a, KeyCode::Char('u'));
+    press(&jobs, &mut a, KeyCode::Char('w'));
+    assert_eq!(
+        launches.take(),
+        [
+            control(RunCommand::Pause),
+            control(RunCommand::Resume),
+            control(RunCommand::Save)
+        ]
+    );
+    launches.replies.borrow_mut().push(LaunchReply::Replied {
+        command: RunCommand::Save,
+        message: "a checkpoint will be written after the current step".into(),
+    });
+    a.on_tick();
+    assert!(render(&a, 220, 30).contains("save: a checkpoint will be written"));
+    // Stop asks first; anything but y keeps the run going, and q is an answer.
+    press(&jobs, &mut a, KeyCode::Char('x'));
+    assert!(launches.take().is_empty());
+    assert!(render(&a, 120, 30).contains("Stop the run in yoda?"));
+    press(&jobs, &mut a, KeyCode::Char('q'));
+    assert!(!a.quit && launches.take().is_empty());
+    assert!(render(&a, 220, 30).contains("the run goes on"));
+    press(&jobs, &mut a, KeyCode::Char('x'));
+    press(&jobs, &mut a, KeyCode::Char('y'));
+    assert_eq!(launches.take(), [control(RunCommand::Stop)]);
+    launches.replies.borrow_mut().push(LaunchReply::Failed {
+        what: "stop".into(),
+        error: "no run answers on control.sock".into(),
+    });
+    a.on_tick();
+    assert!(render(&a, 220, 30).contains("stop: no run answers on control.sock"));
+    assert!(jobs.take().is_empty());
+}
+
+#[test]
+fn a_finished_run_takes_no_commands_but_opens_chat_with_its_adapter() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let jobs = Recorder::default();
+    let out = scenario(tmp.path(), "finished");
+    let (mut a, launches) = training_app(&out, &jobs);
+    press(&jobs, &mut a, KeyCode::Char(' '));
+    press(&jobs, &mut a, KeyCode::Char('x'));
+    assert!(launches.take().is_empty());
+    assert!(render(&a, 220, 30).contains("cannot stop: the run in yoda is finished"));
+    press(&jobs, &mut a, KeyCode::Char('C'));
+    assert_eq!(a.pane(), "chat");
+    let asked = jobs.take();
+    assert!(
+        matches!(&asked[..], [(_, Request::LoadAdapter { dir, name })] if *dir == out && name == "yoda"),
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn enter_attaches_to_a_listed_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let jobs = Recorder::default();
+    let (mut a, _) = training_app(&scenario(tmp.path(), "running"), &jobs);
+    let row = |screen: &str, name: &str| -> String {
+        screen
+            .lines()
+            .find(|l| l.contains(&format!(" {name} ")))
+            .unwrap_or_else(|| panic!("no row {name}:\n{screen}"))
+            .to_string()
+    };
+    let screen = render(&a, 120, 40);
+    assert!(row(&screen, "yoda").contains("▶"), "{screen}");
+    // The list is newest first: yoda, older, crashed.
+    press(&jobs, &mut a, KeyCode::Char('j'));
+    press(&jobs, &mut a, KeyCode::Enter);
+    a.on_tick();
+    let screen = render(&a, 120, 40);
+    assert!(row(&screen, "older").contains("▶"), "{screen}");
+    assert!(!row(&screen, "yoda").contains("▶"), "{screen}");
+    assert!(screen.contains("ended finished after 5m 00s"), "{screen}");
+    // Esc follows the live run again.
+    press(&jobs, &mut a, KeyCode::Esc);
+    a.on_tick();
+    assert!(row(&render(&a, 120, 40), "yoda").contains("▶"));
+}
+
+#[test]
+fn the_chart_switches_between_the_whole_run_and_the_recent_steps() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let jobs = Recorder::default();
+    let out = tmp.path().join("runs/long");
+    write_run(
+        &out,
+        info("running", 500, 1000, 600),
+        true,
+        &train_lines(500),
+    );
+    let (mut a, _) = training_app(&out, &jobs);
+    let whole = render(&a, 120, 40);
+    assert!(
+        whole.contains("eval, whole run") && whole.contains("step 500"),
+        "{whole}"
+    );
+    press(&jobs, &mut a, KeyCode::Char('v'));
+    let recent = render(&a, 120, 40);
+    assert!(recent.contains("eval, last 100 logged steps"), "{recent}");
+    assert!(
+        recent.contains("401"),
+        "the recent window starts later:\n{recent}"
+    );
+}
+
+#[test]
+fn keys_stay_quick_while_a_long_run_streams_in() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let jobs = Recorder::default();
+    let out = tmp.path().join("runs/long");
+    // About 8 MB of metrics: read a bounded piece per tick.
+    write_run(
+        &out,
+        info("running", 30_000, 60_000, 3000),
+        true,
+        &train_lines(30_000),
+    );
+    let mut a = app();
+    a.ctx.config.training.output_dir = out.display().to_string();
+    a.set_launcher(Box::new(Launches::default()));
+    select(&jobs, &mut a, "training");
+    let mut t = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+    let mut worst = std::time::Duration::ZERO;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(out.join("metrics.jsonl"))
+        .expect("metrics");
+    for (i, line) in train_lines(30_100)
+        .into_iter()
+        .skip(33_000)
+        .take(60)
+        .enumerate()
+    {
+        use std::io::Write;
+        writeln!(file, "{line}").expect("append");
+        let start = std::time::Instant::now();
+        a.on_tick();
+        press(
+            &jobs,
+            &mut a,
+            if i % 2 == 0 {
+                KeyCode::Char('v')
+            } else {
+                KeyCode::Char('j')
+            },
+        );
+        t.draw(|f| a.draw(f)).expect("draw");
+        worst = worst.max(start.elapsed());
+    }
+    assert!(
+        worst < std::time::Duration::from_millis(100),
+        "slowest tick, key and frame took {worst:?}"
     );
 }

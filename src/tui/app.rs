@@ -8,9 +8,12 @@ use super::batches::BatchesPane;
 use super::chat::ChatPane;
 use super::config_pane::ConfigPane;
 use super::data_pane::DataPane;
+use super::export_pane::ExportPane;
 use super::keys::{Action, KeyMap};
+use super::launch::{LaunchReply, Launcher, ProcessLauncher};
 use super::pane::{Ctx, Effect, Pane, Status, StatusKind};
 use super::theme::Theme;
+use super::training::TrainingPane;
 use crate::config::RunConfig;
 use crate::engine::protocol::{
     EngineError, Event, JobId, JobOutput, Jobs, ModelSpec, Progress, Request, Task,
@@ -34,6 +37,18 @@ const GLOBAL_ACTIONS: &[Action] = &[
     Action::Quit,
 ];
 
+/// Actions that move around a pane, the same in every pane.
+const MOVING: &[Action] = &[
+    Action::Up,
+    Action::Down,
+    Action::Left,
+    Action::Right,
+    Action::PageUp,
+    Action::PageDown,
+    Action::Home,
+    Action::End,
+];
+
 /// A job the app submitted and has not seen finish.
 struct JobEntry {
     task: Task,
@@ -48,6 +63,9 @@ pub struct App {
     selected: usize,
     keys: KeyMap,
     theme_name: String,
+    /// Starts training runs and steers them; its replies go to `launch_owner`.
+    launcher: Box<dyn Launcher>,
+    launch_owner: Option<usize>,
     jobs: BTreeMap<JobId, JobEntry>,
     progress: Option<(JobId, Progress)>,
     pub status: Option<Status>,
@@ -75,7 +93,9 @@ impl App {
             Box::new(ConfigPane::default()),
             Box::new(DataPane::default()),
             Box::new(BatchesPane::default()),
+            Box::new(TrainingPane::default()),
             Box::new(ChatPane::new(&config)),
+            Box::new(ExportPane),
         ];
         App {
             ctx: Ctx {
@@ -92,6 +112,8 @@ impl App {
             panes,
             selected: 0,
             keys,
+            launcher: Box::new(ProcessLauncher::default()),
+            launch_owner: None,
             jobs: BTreeMap::new(),
             progress: None,
             status,
@@ -109,6 +131,37 @@ impl App {
     /// Every pane's name, in tab order.
     pub fn pane_names(&self) -> Vec<&'static str> {
         self.panes.iter().map(|p| p.name()).collect()
+    }
+
+    /// Puts `launcher` in place of the one that starts real processes.
+    pub fn set_launcher(&mut self, launcher: Box<dyn Launcher>) {
+        self.launcher = launcher;
+    }
+
+    /// What the panes have to say on quitting (a run that goes on).
+    pub fn farewell(&self) -> Vec<String> {
+        self.panes.iter().filter_map(|p| p.farewell()).collect()
+    }
+
+    /// The periodic tick: replies from runs, then each pane's look at its files.
+    pub fn on_tick(&mut self) {
+        for reply in self.launcher.replies() {
+            self.status = Some(match &reply {
+                LaunchReply::Started { dir } => {
+                    Status::info(format!("training started in {}", dir.display()))
+                }
+                LaunchReply::Replied { command, message } => {
+                    Status::info(format!("{}: {message}", command.as_str()))
+                }
+                LaunchReply::Failed { what, error } => Status::error(format!("{what}: {error}")),
+            });
+            if let Some(p) = self.launch_owner {
+                self.panes[p].on_launched(&reply);
+            }
+        }
+        for p in &mut self.panes {
+            p.on_tick(&self.ctx);
+        }
     }
 
     /// Whether a job the app asked for has not finished.
@@ -170,6 +223,15 @@ impl App {
                 Effect::SetConfig(config) => self.set_config(*config, jobs),
                 Effect::SaveConfig => self.save(),
                 Effect::Status(s) => self.status = Some(s),
+                Effect::Launch(launch) => {
+                    self.launch_owner = Some(pane);
+                    self.launcher.launch(launch);
+                }
+                Effect::ShowPane(name) => {
+                    if let Some(i) = self.panes.iter().position(|p| p.name() == name) {
+                        self.selected = i;
+                    }
+                }
             }
         }
     }
@@ -474,37 +536,46 @@ impl App {
 
     fn draw_help(&self, f: &mut Frame) {
         let t = &self.ctx.theme;
-        let area = centered(f.area(), 110, 36);
         let row = |k: String, d: &str| Line::styled(format!("  {k:<12} {d}"), t.text);
-        let section = |p: &dyn Pane| {
-            let mut lines = vec![Line::styled(p.title(), t.accent)];
-            lines.extend(
-                p.actions()
-                    .iter()
-                    .map(|&a| row(self.keys.label(a), a.description())),
-            );
-            lines
-        };
-        let mut left = vec![Line::styled("Everywhere", t.accent)];
-        left.extend(
+        let mut everywhere = vec![Line::styled("Everywhere", t.accent)];
+        everywhere.extend(
             GLOBAL_ACTIONS
                 .iter()
                 .map(|&a| row(self.keys.label(a), a.description())),
         );
-        left.push(row(format!("1-{}", self.panes.len()), "go to pane"));
-        left.push(row("Ctrl-C".into(), "quit (asks while the engine is busy)"));
-        // The first half of the panes on the left, the rest on the right.
-        let half = self.panes.len().div_ceil(2);
-        let mut right = Vec::new();
-        for (i, p) in self.panes.iter().enumerate() {
-            let column = if i < half { &mut left } else { &mut right };
-            column.extend(section(p.as_ref()));
+        everywhere.push(row(format!("1-{}", self.panes.len()), "go to pane"));
+        everywhere.push(row("Ctrl-C".into(), "quit (asks while the engine is busy)"));
+        // Moving around means the same in every pane: listed once.
+        let mut moving = vec![Line::styled("Moving around", t.accent)];
+        moving.extend(
+            MOVING
+                .iter()
+                .filter(|a| self.panes.iter().any(|p| p.actions().contains(a)))
+                .map(|&a| row(self.keys.label(a), a.description())),
+        );
+        let mut sections = vec![everywhere, moving];
+        for p in &self.panes {
+            let mut lines = vec![Line::styled(p.title(), t.accent)];
+            lines.extend(
+                p.actions()
+                    .iter()
+                    .filter(|a| !MOVING.contains(a))
+                    .map(|&a| row(self.keys.label(a), a.description())),
+            );
+            sections.push(lines);
         }
-        right.push(Line::styled("Any key closes this help.", t.dim));
-        right.push(Line::styled(
-            "Keys can be changed in keys.toml in the config folder (see ftui doctor).",
-            t.dim,
-        ));
+        // Whole sections in columns of about equal length, as many columns
+        // as the screen is wide enough for.
+        let count = if f.area().width >= 150 { 3 } else { 2 };
+        let lengths: Vec<usize> = sections.iter().map(Vec::len).collect();
+        let starts = balanced_columns(&lengths, count);
+        let mut columns: Vec<Vec<Line>> = vec![Vec::new(); starts.len()];
+        for (i, section) in sections.into_iter().enumerate() {
+            let column = starts.iter().rposition(|&s| s <= i).unwrap_or(0);
+            columns[column].extend(section);
+        }
+        let tallest = columns.iter().map(Vec::len).max().unwrap_or(0) as u16;
+        let area = centered(f.area(), 55 * count as u16, tallest + 5);
         f.render_widget(Clear, area);
         let block = Block::default()
             .borders(Borders::ALL)
@@ -512,11 +583,50 @@ impl App {
             .title(" Keys ");
         let inner = block.inner(area);
         f.render_widget(block, area);
-        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-            .areas(inner);
-        f.render_widget(Paragraph::new(left), l);
-        f.render_widget(Paragraph::new(right), r);
+        let [body, footer] =
+            Layout::vertical([Constraint::Min(1), Constraint::Length(2)]).areas(inner);
+        let cells = Layout::horizontal(vec![Constraint::Ratio(1, count as u32); count]).split(body);
+        for (column, cell) in columns.into_iter().zip(cells.iter()) {
+            f.render_widget(Paragraph::new(column), *cell);
+        }
+        f.render_widget(
+            Paragraph::new(vec![
+                Line::styled("Any key closes this help.", t.dim),
+                Line::styled(
+                    "Keys can be changed in keys.toml in the config folder (see ftui doctor).",
+                    t.dim,
+                ),
+            ]),
+            footer,
+        );
     }
+}
+
+/// Where each of `count` columns starts when sections of these lengths are
+/// laid out in order, the longest column as short as can be (at most three
+/// columns: every split is tried).
+fn balanced_columns(lengths: &[usize], count: usize) -> Vec<usize> {
+    let n = lengths.len();
+    let sum = |a: usize, b: usize| lengths[a..b].iter().sum::<usize>();
+    let mut best = (usize::MAX, vec![0]);
+    for i in 1..=n {
+        for j in i..=n {
+            let starts = match count {
+                0 | 1 => vec![0],
+                2 => vec![0, i],
+                _ => vec![0, i, j],
+            };
+            let tallest = match count {
+                0 | 1 => sum(0, n),
+                2 => sum(0, i).max(sum(i, n)),
+                _ => sum(0, i).max(sum(i, j)).max(sum(j, n)),
+            };
+            if tallest < best.0 {
+                best = (tallest, starts);
+            }
+        }
+    }
+    best.1
 }
 
 /// `1 Config`
@@ -538,7 +648,7 @@ fn short(name: &str) -> &str {
 }
 
 /// `123456789` -> `123.5M`.
-fn human(x: f64, unit: &str) -> String {
+pub(super) fn human(x: f64, unit: &str) -> String {
     let (v, s) = if x >= 1e9 {
         (x / 1e9, "G")
     } else if x >= 1e6 {
@@ -560,4 +670,17 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
         w,
         h,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balanced_columns;
+
+    #[test]
+    fn help_columns_keep_sections_whole_and_even() {
+        assert_eq!(balanced_columns(&[8, 9, 4, 2, 8, 10, 8, 2], 2), [0, 4]);
+        assert_eq!(balanced_columns(&[10, 10, 10], 3), [0, 1, 2]);
+        assert_eq!(balanced_columns(&[3, 30, 4], 2), [0, 2]);
+        assert_eq!(balanced_columns(&[5, 5], 1), [0]);
+    }
 }

@@ -98,6 +98,14 @@ actions! {
     StopGeneration "stop_generation" "stop generating" ["esc"],
     ClearChat "clear_chat" "clear the chat" ["c"],
     CycleTheme "cycle_theme" "next theme" ["t"],
+    StartTraining "start_training" "start training" ["r"],
+    PauseTraining "pause_training" "pause the run" ["space"],
+    ResumeTraining "resume_training" "resume the run" ["u"],
+    StopTraining "stop_training" "stop the run" ["x"],
+    SaveCheckpoint "save_checkpoint" "save a checkpoint now" ["w"],
+    ChartWindow "chart_window" "whole run / recent" ["v"],
+    ChatWithRun "chat_with_run" "chat with the run's adapter" ["C"],
+    Export "export" "export" ["E"],
 }
 
 impl Action {
@@ -502,7 +510,7 @@ mod tests {
             assert!(!map.bindings(a).is_empty(), "{a:?} has no key");
             assert_eq!(map.bindings(a).len(), a.default_keys().len());
         }
-        assert_eq!(Action::ALL.len(), 30);
+        assert_eq!(Action::ALL.len(), 38);
         assert_eq!(Action::from_name("NextBatch"), None);
     }
 

@@ -1,17 +1,24 @@
-//! The workbench: ratatui on crossterm. One loop selects over terminal input
-//! and engine events; the frame is drawn from the app state only, and the
+//! The workbench: ratatui on crossterm. One loop selects over terminal input,
+//! engine events and a tick (when panes look at training runs' folders); the
+//! frame is drawn from the app state only, and the
 //! terminal is restored on every exit, panic included. The workbench speaks to
 //! the engine only through [`crate::engine::protocol`].
 
 mod app;
+mod attached;
 mod batches;
 mod chat;
 mod config_pane;
 mod data_pane;
+mod export_pane;
+mod history;
 pub mod keys;
+pub mod launch;
 mod pane;
+pub mod runs;
 mod text_input;
 pub mod theme;
+mod training;
 mod wrap;
 
 pub use app::App;
@@ -19,9 +26,14 @@ pub use pane::{Ctx, Effect, Pane, Status, StatusKind};
 
 use crate::config::RunConfig;
 use crate::engine::protocol::{Event, Jobs};
-use crossbeam_channel::{select, unbounded, Receiver};
+use crossbeam_channel::{select, tick, unbounded, Receiver};
 use crossterm::event::{self, Event as TermEvent};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often panes look at files (a run's metrics): often enough to follow
+/// a run, rarely enough to cost nothing.
+const TICK: Duration = Duration::from_millis(250);
 
 /// While the workbench owns the terminal, a panic on any other thread (the
 /// engine's, the input reader's) is logged, not printed over the screen: the
@@ -65,6 +77,8 @@ pub fn run(
                 }
             }
         })?;
+    let ticks = tick(TICK);
+    app.on_tick();
     let result = (|| -> std::io::Result<()> {
         loop {
             terminal.draw(|f| app.draw(f))?;
@@ -76,6 +90,7 @@ pub fn run(
                     Err(_) => break,
                 },
                 recv(events) -> e => if let Ok(e) = e { app.on_engine(e) },
+                recv(ticks) -> _ => app.on_tick(),
             }
             // Drain what else arrived so a burst of tokens costs one frame.
             while let Ok(e) = events.try_recv() {
@@ -89,5 +104,8 @@ pub fn run(
     })();
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
     ratatui::restore();
+    for note in app.farewell() {
+        println!("{note}");
+    }
     result
 }

@@ -5,6 +5,7 @@
 //! keys, help and routing all come from it.
 
 use super::keys::Action;
+use super::launch::{Launch, LaunchReply};
 use super::theme::Theme;
 use crate::config::RunConfig;
 use crate::engine::protocol::{Control, DataView, Event, JobId, ModelInfo, Request, Task};
@@ -78,6 +79,10 @@ pub enum Effect {
     /// Write the config to its file.
     SaveConfig,
     Status(Status),
+    /// Start a training run, or steer one, outside the workbench.
+    Launch(Launch),
+    /// Show the pane with this [`Pane::name`].
+    ShowPane(&'static str),
 }
 
 pub trait Pane {
@@ -114,6 +119,18 @@ pub trait Pane {
 
     /// The config or the data in `ctx` changed.
     fn on_context(&mut self, _ctx: &Ctx) {}
+
+    /// A few times a second, shown or not: the time to look at files, a
+    /// bounded amount each time. Keys and drawing never touch the disk.
+    fn on_tick(&mut self, _ctx: &Ctx) {}
+
+    /// The answer to a [`Effect::Launch`] this pane asked for.
+    fn on_launched(&mut self, _reply: &LaunchReply) {}
+
+    /// What to tell the user on quitting (a run that goes on without us).
+    fn farewell(&self) -> Option<String> {
+        None
+    }
 
     fn draw(&self, f: &mut Frame, area: Rect, ctx: &Ctx);
 }
