@@ -109,8 +109,11 @@ fn workbench_in_tmux_visits_every_pane_chats_and_quits_cleanly() {
     assert_ne!(before, after);
     t.keys(&["m"]);
     t.wait_for("all tokens", 10);
-    // Chat: one message, streamed back.
+    // Training: no run yet, and how to start one.
     t.keys(&["4"]);
+    t.wait_for("No runs under", 10);
+    // Chat: one message, streamed back.
+    t.keys(&["5"]);
     t.keys(&["i"]);
     t.keys(&["-l", "Hello there"]);
     t.keys(&["Enter"]);
