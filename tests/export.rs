@@ -1,0 +1,320 @@
+//! Export: merged Hugging Face folders against transformers (tests/fixtures/export/,
+//! made by tools/make_export_fixtures.py from folders this test's ignored case writes),
+//! GGUF files read back by ftui, and Ollama Modelfiles rendered by a Go template engine.
+
+use ftui::config::RunConfig;
+use ftui::export::{merged, prepare, ExportError, ExportSource, Prepared};
+use ftui::model::CausalLm;
+use ftui::source::{load_model, ModelSource};
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    root().join("tests/fixtures").join(rel)
+}
+
+/// A tiny model, its adapter and the chat template the "run" used.
+struct Case {
+    arch: &'static str,
+    adapter: &'static str,
+    template: Option<&'static str>,
+}
+
+const CASES: [Case; 3] = [
+    Case {
+        arch: "llama",
+        adapter: "lora/peft-llama",
+        template: None,
+    },
+    // rsLoRA on every linear, lm_head saved whole; zephyr's turns end with EOS.
+    Case {
+        arch: "qwen2",
+        adapter: "lora/peft-qwen2-rslora-all-linear",
+        template: Some("zephyr"),
+    },
+    // Phi-3's `<|end|>` is text on this vocabulary, not a token.
+    Case {
+        arch: "phi3",
+        adapter: "export/peft-phi3",
+        template: Some("phi3"),
+    },
+];
+
+fn config(case: &Case) -> Option<RunConfig> {
+    let template = case.template?;
+    let text = format!(
+        "[model]\nsource = \"{}\"\ndtype = \"float32\"\n[template]\nchat_template = \"{template}\"\n",
+        fixture(&format!("models/{}", case.arch)).display()
+    );
+    Some(RunConfig::parse(&text, Path::new("test.toml")).expect("config"))
+}
+
+fn source(case: &Case) -> ExportSource {
+    ExportSource {
+        model: fixture(&format!("models/{}", case.arch))
+            .display()
+            .to_string(),
+        adapter: Some(fixture(case.adapter)),
+        config: config(case),
+    }
+}
+
+fn prepared(case: &Case) -> Prepared {
+    prepare(&source(case), &mut |_| {}).expect("prepare")
+}
+
+fn golden() -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture("export/merged-transformers.json"))
+        .expect("tests/fixtures/export/merged-transformers.json (tools/make_export_fixtures.py)");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn ids(g: &serde_json::Value) -> Tensor {
+    let v: Vec<i64> = g["input_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_i64().expect("id"))
+        .collect();
+    Tensor::from_slice(&v).view([1, -1])
+}
+
+fn logits(model: &CausalLm, ids: &Tensor) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    model
+        .forward(ids, None, None, None)
+        .expect("forward")
+        .to_kind(Kind::Float)
+}
+
+fn recorded(v: &serde_json::Value) -> Tensor {
+    let rows: Vec<f32> = v
+        .as_array()
+        .expect("rows")
+        .iter()
+        .flat_map(|r| r.as_array().expect("row").iter())
+        .map(|x| x.as_f64().expect("f") as f32)
+        .collect();
+    let n = v.as_array().expect("rows").len() as i64;
+    Tensor::from_slice(&rows).view([1, n, -1])
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+fn load_dir(dir: &Path) -> ftui::source::LoadedModel {
+    let opts = ftui::model::LoadOptions {
+        dtype: ftui::config::DType::Float32,
+        ..Default::default()
+    };
+    load_model(
+        &ModelSource::Dir(dir.to_path_buf()),
+        &opts,
+        &mut |_, _, _| {},
+    )
+    .expect("load")
+}
+
+/// Writes the merged folders tools/make_export_fixtures.py loads in transformers.
+#[test]
+#[ignore = "run by tools/make_export_fixtures.py"]
+fn write_fixture_folders() {
+    let out = std::env::var("FTUI_EXPORT_FIXTURES").expect("FTUI_EXPORT_FIXTURES");
+    for case in &CASES {
+        let dir = Path::new(&out).join(case.arch);
+        merged::write_merged(
+            &prepared(case),
+            &dir,
+            merged::DEFAULT_SHARD_BYTES,
+            &mut |_| {},
+        )
+        .expect("export");
+    }
+}
+
+#[test]
+fn merged_folders_match_transformers() {
+    let g = golden();
+    let ids = ids(&g);
+    let tmp = tempfile::tempdir().expect("tmp");
+    for case in &CASES {
+        let expected = &g["models"][case.arch];
+        let want = recorded(&expected["logits"]);
+        // ftui's base + adapter, unmerged, is what transformers computed from the folder.
+        let mut base = load_dir(&fixture(&format!("models/{}", case.arch)));
+        ftui::lora::load_adapter(&mut base.model, &fixture(case.adapter), "a").expect("adapter");
+        let d = max_diff(&logits(&base.model, &ids), &want);
+        assert!(
+            d < 1e-3,
+            "{}: ftui base+adapter vs transformers: {d}",
+            case.arch
+        );
+
+        let p = prepared(case);
+        let dir = tmp.path().join(case.arch);
+        let report = merged::write_merged(&p, &dir, merged::DEFAULT_SHARD_BYTES, &mut |_| {})
+            .expect("export");
+        assert_eq!(report.shards, 1);
+        for f in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "chat_template.jinja",
+            "generation_config.json",
+        ] {
+            assert!(report.files.iter().any(|x| x == f), "{}: {f}", case.arch);
+        }
+        assert!(!tmp.path().join(format!("{}.part", case.arch)).exists());
+        let back = load_dir(&dir);
+        let d = max_diff(&logits(&back.model, &ids), &want);
+        assert!(
+            d < 1e-3,
+            "{}: exported folder in ftui vs transformers: {d}",
+            case.arch
+        );
+
+        // The folder's template renders as transformers rendered it from the folder.
+        let t = back
+            .tokenizer
+            .chat_template_with(None)
+            .expect("template")
+            .expect("a template");
+        for r in expected["renders"].as_array().expect("renders") {
+            let convo = &g["conversations"][r["conversation"].as_u64().expect("i") as usize];
+            let messages = convo.as_array().expect("messages");
+            let gen = r["add_generation_prompt"].as_bool().expect("bool");
+            let text = t.render(messages, gen).expect("render").text;
+            assert_eq!(text, r["text"].as_str().expect("text"), "{}", case.arch);
+        }
+        // generate() stops at the template's end of turn.
+        let gc: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("generation_config.json")).expect("gc"),
+        )
+        .expect("json");
+        let eos = &gc["eos_token_id"];
+        if let Some(eot) = &p.turns.end_of_turn {
+            let listed = eos == &serde_json::json!(eot.id)
+                || eos
+                    .as_array()
+                    .is_some_and(|a| a.contains(&serde_json::json!(eot.id)));
+            assert!(listed, "{}: {eos} lacks {}", case.arch, eot.id);
+        }
+        assert_eq!(
+            expected["generation_eos"], *eos,
+            "{}: transformers read another EOS list",
+            case.arch
+        );
+    }
+}
+
+#[test]
+fn a_merged_folder_is_sharded_above_the_limit() {
+    let p = prepared(&CASES[0]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("sharded");
+    // Two decoder layers of about 100 kB each: 100 kB shards make several.
+    let report = merged::write_merged(&p, &dir, 100_000, &mut |_| {}).expect("export");
+    assert!(report.shards > 2, "{report:?}");
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("model.safetensors.index.json")).expect("index"),
+    )
+    .expect("json");
+    assert_eq!(
+        index["metadata"]["total_size"].as_u64(),
+        Some(report.weight_bytes)
+    );
+    let map = index["weight_map"].as_object().expect("map");
+    assert_eq!(map.len(), report.tensors);
+    assert!(map.values().any(
+        |f| f == &serde_json::json!(format!("model-00002-of-{:05}.safetensors", report.shards))
+    ));
+    let ids = Tensor::from_slice(&[5i64, 17, 42, 99]).view([1, 4]);
+    let one = tmp.path().join("one");
+    merged::write_merged(&p, &one, merged::DEFAULT_SHARD_BYTES, &mut |_| {}).expect("export");
+    let d = max_diff(
+        &logits(&load_dir(&dir).model, &ids),
+        &logits(&load_dir(&one).model, &ids),
+    );
+    assert_eq!(d, 0.0);
+}
+
+#[test]
+fn refusals_say_what_is_wrong() {
+    // An adapter made for another base: qwen2's adapter on the llama model.
+    let what = ExportSource {
+        model: fixture("models/llama").display().to_string(),
+        adapter: Some(fixture("lora/peft-qwen2-rslora-all-linear")),
+        config: None,
+    };
+    let e = prepare(&what, &mut |_| {}).err().expect("refused");
+    assert!(matches!(e, ExportError::AdapterMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("does not fit the base model"), "{e}");
+
+    // No chat template: a copy of the llama model whose tokenizer has none.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("base");
+    std::fs::create_dir(&dir).expect("dir");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture(&format!("models/llama/{f}")), dir.join(f)).expect("copy");
+    }
+    let what = ExportSource {
+        model: dir.display().to_string(),
+        ..Default::default()
+    };
+    let e = prepare(&what, &mut |_| {}).err().expect("refused");
+    assert!(matches!(e, ExportError::NoChatTemplate { .. }), "{e}");
+    assert!(e.to_string().contains("[template] chat_template"), "{e}");
+
+    // More tokens than embedding rows.
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("models/llama/config.json")).expect("config"),
+    )
+    .expect("json");
+    config["vocab_size"] = serde_json::json!(200);
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("write");
+    let st = std::fs::read(fixture("models/llama/model.safetensors")).expect("weights");
+    let tensors = safetensors::SafeTensors::deserialize(&st).expect("st");
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, view) in tensors.tensors() {
+        let mut shape = view.shape().to_vec();
+        let mut data = view.data().to_vec();
+        if name == "model.embed_tokens.weight" {
+            shape[0] = 200;
+            data.truncate(200 * shape[1] * 4);
+        }
+        owned.push((name, shape, data));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .expect("view"),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).expect("save");
+    let what = ExportSource {
+        model: dir.display().to_string(),
+        config: config_with_template(&dir, "chatml"),
+        ..Default::default()
+    };
+    let e = prepare(&what, &mut |_| {}).err().expect("refused");
+    assert!(matches!(e, ExportError::VocabTooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("300 tokens"), "{e}");
+}
+
+fn config_with_template(model: &Path, template: &str) -> Option<RunConfig> {
+    let text = format!(
+        "[model]\nsource = \"{}\"\n[template]\nchat_template = \"{template}\"\n",
+        model.display()
+    );
+    Some(RunConfig::parse(&text, Path::new("test.toml")).expect("config"))
+}
