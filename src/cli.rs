@@ -666,7 +666,28 @@ fn export(
                 "dtype": r.dtype,
             })
         }
-        Err(_) => return Err("--gguf is not written yet".into()),
+        Err(None) => return Err("give --merged DIR or --gguf FILE".into()),
+        Err(Some((file, ty, modelfile))) => {
+            let ty: crate::export::gguf::FileType = ty.parse().map_err(|e: String| Failure {
+                code: 2,
+                message: e,
+            })?;
+            let r = crate::export::gguf::write_gguf(&prepared, &file, ty, &mut bar)?;
+            for f in &r.fallbacks {
+                if !json {
+                    eprintln!("kept at another type: {f}");
+                }
+            }
+            serde_json::json!({
+                "format": "gguf",
+                "path": file,
+                "type": r.file_type.to_string(),
+                "tensors": r.tensors,
+                "bytes": r.bytes,
+                "fallbacks": r.fallbacks,
+                "modelfile": modelfile,
+            })
+        }
     };
     let mut out = out;
     out["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());

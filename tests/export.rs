@@ -3,7 +3,9 @@
 //! GGUF files read back by ftui, and Ollama Modelfiles rendered by a Go template engine.
 
 use ftui::config::RunConfig;
+use ftui::export::gguf::{self, FileType};
 use ftui::export::{merged, prepare, ExportError, ExportSource, Prepared};
+use ftui::generate::{generate, SamplingParams};
 use ftui::model::CausalLm;
 use ftui::source::{load_model, ModelSource};
 use std::path::{Path, PathBuf};
@@ -317,4 +319,139 @@ fn config_with_template(model: &Path, template: &str) -> Option<RunConfig> {
         model.display()
     );
     Some(RunConfig::parse(&text, Path::new("test.toml")).expect("config"))
+}
+
+fn load_gguf(path: &Path) -> ftui::source::LoadedModel {
+    let opts = ftui::model::LoadOptions {
+        dtype: ftui::config::DType::Float32,
+        ..Default::default()
+    };
+    load_model(
+        &ModelSource::Gguf(path.to_path_buf()),
+        &opts,
+        &mut |_, _, _| {},
+    )
+    .expect("load")
+}
+
+#[test]
+fn tiny_models_round_trip_through_gguf() {
+    let ids = Tensor::from_slice(&[5i64, 17, 42, 99, 150, 7, 250, 3, 64, 128]).view([1, -1]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    for case in &CASES {
+        let p = prepared(case);
+        let want = logits(p.model(), &ids);
+        let path = tmp.path().join(format!("{}.gguf", case.arch));
+        let r = gguf::write_gguf(&p, &path, FileType::F32, &mut |_| {}).expect("export");
+        assert!(r.fallbacks.is_empty(), "{:?}", r.fallbacks);
+        assert!(!ftui::fsutil::partial_path(&path).exists());
+        let back = load_gguf(&path);
+        let d = max_diff(&logits(&back.model, &ids), &want);
+        assert!(d < 1e-4, "{}: GGUF F32 vs merged model: {d}", case.arch);
+        // The vocabulary, specials and chat template come back.
+        let text = "Hello world, 1234 times!";
+        assert_eq!(
+            back.tokenizer.encode(text, true).expect("ids"),
+            p.loaded.tokenizer.encode(text, true).expect("ids"),
+            "{}",
+            case.arch
+        );
+        assert_eq!(
+            back.tokenizer.chat_template.as_deref(),
+            Some(p.chat_template.as_str())
+        );
+        let file = ftui::gguf::GgufFile::open(&path).expect("open");
+        assert_eq!(
+            file.get_str_array("tokenizer.ggml.tokens")
+                .expect("tokens")
+                .len() as i64,
+            p.model().config.vocab_size
+        );
+        assert_eq!(
+            file.get("tokenizer.ggml.eot_token_id")
+                .and_then(|v| v.as_u64()),
+            p.turns.end_of_turn.as_ref().map(|t| u64::from(t.id)),
+            "{}",
+            case.arch
+        );
+        // llama3 rope scaling travels as rope_freqs; phi3 keeps its fused tensors.
+        match case.arch {
+            "llama" => assert!(file.tensor_info("rope_freqs.weight").is_some()),
+            "phi3" => assert!(file.tensor_info("blk.1.attn_qkv.weight").is_some()),
+            _ => assert!(file.tensor_info("blk.1.attn_q.bias").is_some()),
+        }
+
+        // Smaller types compute nearly the same, relative to the logits' range.
+        let scale = want.abs().max().double_value(&[]);
+        for (ft, tol) in [(FileType::F16, 2e-3), (FileType::Q8_0, 0.1)] {
+            let path = tmp.path().join(format!("{}-{ft}.gguf", case.arch));
+            gguf::write_gguf(&p, &path, ft, &mut |_| {}).expect("export");
+            let d = max_diff(&logits(&load_gguf(&path).model, &ids), &want);
+            assert!(
+                d < tol * scale,
+                "{} {ft}: {d} (logits up to {scale})",
+                case.arch
+            );
+        }
+    }
+}
+
+/// The embedded default model's greedy answer to the capital-of-France prompt
+/// (tests/fixtures/smollm2_gguf.json, as tests/generation.rs uses it).
+fn greedy(model: &ftui::source::LoadedModel) -> (Vec<u32>, String) {
+    let text = std::fs::read_to_string(fixture("smollm2_gguf.json")).expect("fixture");
+    let g: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let prompt: Vec<u32> = g["chat"]["input_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect();
+    let params = SamplingParams {
+        max_new_tokens: g["greedy"]["max_new_tokens"].as_u64().expect("n") as usize,
+        ..SamplingParams::default()
+    };
+    let (out, _) = generate(
+        &model.model,
+        &model.tokenizer,
+        &[prompt],
+        &params,
+        &mut |_, _| true,
+    )
+    .expect("generate");
+    (out[0].token_ids.clone(), out[0].text.clone())
+}
+
+#[test]
+fn the_default_model_answers_the_same_from_its_exports() {
+    let what = ExportSource {
+        model: "default".into(),
+        ..Default::default()
+    };
+    let p = prepare(&what, &mut |_| {}).expect("prepare");
+    let (source_ids, source_text) = greedy(&p.loaded);
+    assert!(source_text.contains("Paris"), "{source_text}");
+    let tmp = tempfile::tempdir().expect("tmp");
+    for ft in [FileType::F16, FileType::Q8_0, FileType::Q4_K_M] {
+        let path = tmp.path().join(format!("smollm2-{ft}.gguf"));
+        let r = gguf::write_gguf(&p, &path, ft, &mut |_| {}).expect("export");
+        let back = load_gguf(&path);
+        let (ids, text) = greedy(&back);
+        match ft {
+            FileType::F16 => assert_eq!(ids, source_ids, "{ft}: {text}"),
+            _ => assert!(text.contains("Paris"), "{ft}: {text}"),
+        }
+        if ft == FileType::Q4_K_M {
+            // 576-wide rows fall back to Q4_0; the 1536-wide ffn_down rows take Q4_K.
+            assert!(!r.fallbacks.is_empty());
+            let file = ftui::gguf::GgufFile::open(&path).expect("open");
+            let ty = |n: &str| file.tensor_info(n).map(|t| t.ggml_type);
+            assert_eq!(
+                ty("blk.4.ffn_down.weight"),
+                Some(ftui::gguf::GgmlType::Q4_K)
+            );
+            assert_eq!(ty("blk.4.attn_q.weight"), Some(ftui::gguf::GgmlType::Q4_0));
+            assert_eq!(file.get_u64("general.file_type").ok(), Some(15));
+        }
+    }
 }

@@ -15,9 +15,11 @@
 //! names and renamed at the end, so an interrupted export leaves nothing that looks
 //! finished.
 
+pub mod gguf;
 pub mod merged;
 mod tensors;
 pub mod turns;
+mod vocab;
 
 pub use tensors::{merged_tensors, MergedTensor};
 
@@ -67,6 +69,8 @@ pub enum ExportError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Gguf(#[from] crate::gguf::writer::GgufWriteError),
     #[error("libtorch: {}", crate::torch::torch_message(.0))]
     Torch(#[from] tch::TchError),
 }

@@ -22,9 +22,21 @@ pub struct MergedTensor<'a> {
     values: Values<'a>,
 }
 
-impl MergedTensor<'_> {
+impl<'a> MergedTensor<'a> {
     pub fn numel(&self) -> i64 {
         self.shape.iter().product()
+    }
+
+    /// The same values under another name (a tied head written out as its own tensor).
+    pub fn renamed(&self, name: impl Into<String>) -> MergedTensor<'a> {
+        MergedTensor {
+            name: name.into(),
+            shape: self.shape.clone(),
+            values: match self.values {
+                Values::Tensor(t) => Values::Tensor(t),
+                Values::Weight(w) => Values::Weight(w),
+            },
+        }
     }
 
     /// The values as a contiguous CPU tensor of `kind`.
