@@ -672,7 +672,14 @@ fn export(
                 code: 2,
                 message: e,
             })?;
+            let text = modelfile
+                .as_ref()
+                .map(|m| crate::export::modelfile::for_gguf(&prepared, m, &file))
+                .transpose()?;
             let r = crate::export::gguf::write_gguf(&prepared, &file, ty, &mut bar)?;
+            if let (Some(path), Some(text)) = (&modelfile, &text) {
+                crate::export::modelfile::write(path, text)?;
+            }
             for f in &r.fallbacks {
                 if !json {
                     eprintln!("kept at another type: {f}");

@@ -455,3 +455,185 @@ fn the_default_model_answers_the_same_from_its_exports() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Ollama Modelfile: the TEMPLATE, rendered by a Go text/template engine with Ollama's
+// data, equals the chat template's rendering.
+
+/// Go's `slice` builtin (gtmpl lacks it): `slice x i` is `x[i:]`.
+fn go_slice(args: &[gtmpl::Value]) -> Result<gtmpl::Value, gtmpl::FuncError> {
+    match args {
+        [gtmpl::Value::Array(items), gtmpl::Value::Number(n)] => {
+            let i = n.as_u64().unwrap_or(0) as usize;
+            Ok(gtmpl::Value::Array(
+                items.get(i..).unwrap_or_default().to_vec(),
+            ))
+        }
+        _ => Err(gtmpl::FuncError::Generic(
+            "slice: expected a list and an index".into(),
+        )),
+    }
+}
+
+/// What Ollama hands a template for a chat (`template.Execute`): `.Messages` with
+/// consecutive messages of one role joined by a blank line (`collate`), `.System` the
+/// system messages joined alike, `.Response` empty.
+fn ollama_render(template: &str, messages: &[serde_json::Value]) -> String {
+    use gtmpl::Value as V;
+    use std::collections::HashMap;
+    let mut collated: Vec<(String, String)> = Vec::new();
+    let mut system = Vec::new();
+    for m in messages {
+        let role = m["role"].as_str().expect("role").to_string();
+        let content = m["content"].as_str().expect("content").to_string();
+        if role == "system" {
+            system.push(content.clone());
+        }
+        match collated.last_mut() {
+            Some((r, c)) if *r == role => *c = format!("{c}\n\n{content}"),
+            _ => collated.push((role, content)),
+        }
+    }
+    let msgs = collated
+        .into_iter()
+        .map(|(role, content)| {
+            V::Object(HashMap::from([
+                ("Role".to_string(), V::String(role)),
+                ("Content".to_string(), V::String(content)),
+            ]))
+        })
+        .collect();
+    let data = V::Object(HashMap::from([
+        ("Messages".to_string(), V::Array(msgs)),
+        ("System".to_string(), V::String(system.join("\n\n"))),
+        ("Response".to_string(), V::String(String::new())),
+    ]));
+    let mut t = gtmpl::Template::default();
+    t.add_func("slice", go_slice);
+    t.parse(template).expect("the Go template parses");
+    t.render(&gtmpl::Context::from(data))
+        .expect("the Go template renders")
+}
+
+fn conversations() -> Vec<Vec<serde_json::Value>> {
+    let m = |role: &str, content: &str| serde_json::json!({"role": role, "content": content});
+    vec![
+        vec![m("user", "What is the capital of France?")],
+        vec![m("system", "Answer in French."), m("user", "Hello")],
+        vec![
+            m("user", "Hi"),
+            m("assistant", "Hello! How can I help?"),
+            m("user", "Tell me a joke.\nA short one."),
+        ],
+        vec![
+            m("system", "You are terse."),
+            m("user", "1+1?"),
+            m("assistant", "2"),
+            m("user", "2+2?"),
+        ],
+    ]
+}
+
+#[test]
+fn modelfile_templates_render_like_the_chat_templates() {
+    use ftui::export::modelfile::translate;
+    use ftui::template::{builtin, ChatTemplate, SpecialTokens};
+    let smollm2 = std::fs::read_to_string(fixture("smollm2_gguf.json")).expect("fixture");
+    let smollm2: serde_json::Value = serde_json::from_str(&smollm2).expect("json");
+    let smollm2 = smollm2["chat_template"]
+        .as_str()
+        .expect("template")
+        .to_string();
+    let specials = |bos: &str, eos: &str| SpecialTokens {
+        bos: Some(bos.into()),
+        eos: Some(eos.into()),
+        ..Default::default()
+    };
+    let cases = [
+        ("chatml", builtin("chatml").expect("b").to_string(), specials("<s>", "<|im_end|>"), false),
+        ("llama3", builtin("llama3").expect("b").to_string(), specials("<|begin_of_text|>", "<|eot_id|>"), true),
+        // Without add_bos the Go template writes BOS itself.
+        ("llama3", builtin("llama3").expect("b").to_string(), specials("<|begin_of_text|>", "<|eot_id|>"), false),
+        ("phi3", builtin("phi3").expect("b").to_string(), specials("<s>", "<|endoftext|>"), false),
+        ("mistral", builtin("mistral").expect("b").to_string(), specials("<s>", "</s>"), true),
+        ("zephyr", builtin("zephyr").expect("b").to_string(), specials("<s>", "</s>"), false),
+        // zephyr on a vocabulary whose EOS is another text.
+        ("zephyr", builtin("zephyr").expect("b").to_string(), specials("<|im_start|>", "<|im_end|>"), false),
+        ("SmolLM2", smollm2, specials("<|im_start|>", "<|im_end|>"), false),
+        // The tiny models' ChatML, spelled differently from the built-in.
+        ("chatml", "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}".to_string(), specials("<s>", "<|im_end|>"), false),
+    ];
+    for (name, source, special, adds_bos) in cases {
+        let t = ChatTemplate::new(&source, &special).expect("compiles");
+        let go = translate(&t, &special, adds_bos).expect("translates");
+        assert_eq!(go.like, name);
+        let eos = special.eos.clone().expect("eos");
+        assert!(
+            go.stops.contains(&eos) || name == "llama3" || name == "chatml" || name == "SmolLM2",
+            "{name}: {:?}",
+            go.stops
+        );
+        for conv in conversations() {
+            let mut want = t.render(&conv, true).expect("jinja").text;
+            if adds_bos {
+                // llama.cpp adds BOS when it tokenizes the prompt.
+                want = want
+                    .strip_prefix(special.bos.as_deref().expect("bos"))
+                    .expect("starts with BOS")
+                    .to_string();
+            }
+            assert_eq!(
+                ollama_render(&go.template, &conv),
+                want,
+                "{name} ({adds_bos})"
+            );
+        }
+    }
+    // A template ftui has no Go twin for is refused with the reason.
+    let odd = ChatTemplate::new(
+        "{% for m in messages %}### {{ m['role'] }}: {{ m['content'] }}\n{% endfor %}### assistant:",
+        &specials("<s>", "</s>"),
+    )
+    .expect("compiles");
+    let e = translate(&odd, &specials("<s>", "</s>"), false).expect_err("refused");
+    assert!(matches!(e, ExportError::Untranslatable(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("write the Modelfile's TEMPLATE by hand"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_modelfile_names_the_gguf_template_stops_system_and_sampling() {
+    let mut case_config = config(&CASES[2]).expect("phi3 config");
+    case_config.data = Some(
+        toml::from_str("source = \"data.jsonl\"\nsystem_prompt = \"You are Yoda.\"").expect("data"),
+    );
+    case_config.generation.temperature = 0.7;
+    let what = ExportSource {
+        config: Some(case_config),
+        ..source(&CASES[2])
+    };
+    let p = prepare(&what, &mut |_| {}).expect("prepare");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let gguf_path = tmp.path().join("model.gguf");
+    let mf = tmp.path().join("Modelfile");
+    let text = ftui::export::modelfile::for_gguf(&p, &mf, &gguf_path).expect("modelfile");
+    assert!(text.contains("FROM ./model.gguf\n"), "{text}");
+    assert!(
+        text.contains("TEMPLATE \"\"\"{{- range .Messages }}<|{{ .Role }}|>"),
+        "{text}"
+    );
+    for stop in ["<|end|>", "<|user|>", "<|im_end|>"] {
+        assert!(
+            text.contains(&format!("PARAMETER stop \"{stop}\"\n")),
+            "{stop}: {text}"
+        );
+    }
+    assert!(text.contains("PARAMETER temperature 0.7\n"), "{text}");
+    assert!(
+        text.contains("SYSTEM \"\"\"You are Yoda.\"\"\"\n"),
+        "{text}"
+    );
+}

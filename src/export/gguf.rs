@@ -181,7 +181,8 @@ fn model_metadata(p: &Prepared, ft: FileType) -> Vec<(String, GgufValue)> {
     let c = &p.model().config;
     let a = arch_name(c);
     let u = |v: i64| GgufValue::U32(v as u32);
-    let name = Path::new(&p.source_name).file_stem().map_or_else(
+    // The folder or file the weights came from, without extension.
+    let name = p.loaded.path.file_stem().map_or_else(
         || p.source_name.clone(),
         |s| s.to_string_lossy().into_owned(),
     );

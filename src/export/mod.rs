@@ -17,6 +17,7 @@
 
 pub mod gguf;
 pub mod merged;
+pub mod modelfile;
 mod tensors;
 pub mod turns;
 mod vocab;
