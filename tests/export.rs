@@ -637,3 +637,58 @@ fn a_modelfile_names_the_gguf_template_stops_system_and_sampling() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Quantizers: byte for byte as gguf-py and llama.cpp's C reference quantize
+// (tests/fixtures/export/quants.safetensors, tools/make_quant_fixtures_gguf.py).
+
+#[test]
+fn quantized_blocks_equal_the_reference_quantizers() {
+    use ftui::gguf::quantize::quantize;
+    use ftui::gguf::GgmlType;
+    let bytes = std::fs::read(fixture("export/quants.safetensors")).expect("fixture");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let input = st.tensor("input").expect("input");
+    let width = input.shape()[1];
+    let rows: Vec<Vec<f32>> = input
+        .data()
+        .chunks_exact(4 * width)
+        .map(|r| {
+            r.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+        .collect();
+    let mut checked = 0;
+    for (key, ty) in [
+        ("gguf-py.F16", GgmlType::F16),
+        ("gguf-py.BF16", GgmlType::BF16),
+        ("gguf-py.Q8_0", GgmlType::Q8_0),
+        ("gguf-py.Q4_0", GgmlType::Q4_0),
+        ("ggml.Q8_0", GgmlType::Q8_0),
+        ("ggml.Q4_0", GgmlType::Q4_0),
+        ("ggml.Q4_K", GgmlType::Q4_K),
+    ] {
+        let want = st.tensor(key).expect(key);
+        let per_row = want.data().len() / rows.len();
+        for (i, row) in rows.iter().enumerate() {
+            let got = quantize(ty, row).expect("quantizes");
+            let expected = &want.data()[i * per_row..(i + 1) * per_row];
+            if got != expected {
+                let block = ty.type_size();
+                let first = got
+                    .chunks(block)
+                    .zip(expected.chunks(block))
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                panic!(
+                    "{key}, row {i}: block {first} differs: {:?} != {:?}",
+                    &got[first * block..(first + 1) * block],
+                    &expected[first * block..(first + 1) * block]
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 7 * rows.len());
+}
