@@ -137,6 +137,13 @@ fn write_fixture_folders() {
         )
         .expect("export");
     }
+    let what = ExportSource {
+        model: "default".into(),
+        ..Default::default()
+    };
+    let p = prepare(&what, &mut |_| {}).expect("prepare");
+    let path = Path::new(&out).join("smollm2-f16.gguf");
+    gguf::write_gguf(&p, &path, FileType::F16, &mut |_| {}).expect("export");
 }
 
 #[test]
@@ -422,6 +429,32 @@ fn greedy(model: &ftui::source::LoadedModel) -> (Vec<u32>, String) {
     (out[0].token_ids.clone(), out[0].text.clone())
 }
 
+/// Max |ftui - transformers| of the log-probabilities transformers computed from the
+/// exported F16 GGUF (tests/fixtures/export/gguf-transformers.json).
+fn logprob_difference(model: &CausalLm) -> f64 {
+    let text = std::fs::read_to_string(fixture("export/gguf-transformers.json")).expect("fixture");
+    let g: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let ids: Vec<u32> = g["token_ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect();
+    let want: Vec<f64> = g["logprobs"]
+        .as_array()
+        .expect("logprobs")
+        .iter()
+        .map(|x| x.as_f64().expect("f"))
+        .collect();
+    let s = ftui::score::score(model, &ids).expect("score");
+    assert_eq!(s.logprobs.len(), want.len());
+    s.logprobs
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (f64::from(*a) - b).abs())
+        .fold(0.0, f64::max)
+}
+
 #[test]
 fn the_default_model_answers_the_same_from_its_exports() {
     let what = ExportSource {
@@ -438,7 +471,18 @@ fn the_default_model_answers_the_same_from_its_exports() {
         let back = load_gguf(&path);
         let (ids, text) = greedy(&back);
         match ft {
-            FileType::F16 => assert_eq!(ids, source_ids, "{ft}: {text}"),
+            FileType::F16 => {
+                assert_eq!(ids, source_ids, "{ft}: {text}");
+                // transformers' GGUF loader read this file (tools/make_export_fixtures.py):
+                // its log-probabilities are ftui's on the source and on the export.
+                for (what, model) in [("source", &p.loaded), ("export", &back)] {
+                    let d = logprob_difference(&model.model);
+                    assert!(
+                        d < 0.05,
+                        "{what}: transformers on the F16 GGUF differs by {d}"
+                    );
+                }
+            }
             _ => assert!(text.contains("Paris"), "{ft}: {text}"),
         }
         if ft == FileType::Q4_K_M {

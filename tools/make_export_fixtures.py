@@ -5,10 +5,14 @@
 2. Runs ftui's exporter (`cargo test --release --test export -- --ignored
    write_fixture_folders`) to write merged folders of the tiny llama / qwen2 / phi3
    models with their adapters into target/export-fixtures/.
-3. Loads each folder with `AutoModelForCausalLM.from_pretrained` (fp32) and
+3. Loads each merged folder with `AutoModelForCausalLM.from_pretrained` (fp32) and
    `AutoTokenizer`, checks the merged model against peft's base + adapter, and records
    transformers' logits, `apply_chat_template` renders and the generation config's EOS
    list in tests/fixtures/export/merged-transformers.json.
+4. Loads the default model (SmolLM2-135M-Instruct) exported to F16 GGUF by ftui with
+   transformers' GGUF loader (`from_pretrained(dir, gguf_file=...)`) and records its
+   log-probabilities of the scoring text's token ids (tests/fixtures/smollm2_gguf.json)
+   in tests/fixtures/export/gguf-transformers.json.
 
 CI compares ftui against that file and never runs transformers.
 Run from the repository root: .venv/bin/python3 tools/make_export_fixtures.py
@@ -64,6 +68,11 @@ def make_phi3_adapter():
     model = get_peft_model(base, cfg)
     model.save_pretrained(OUT / "peft-phi3")
     (OUT / "peft-phi3" / "README.md").unlink(missing_ok=True)  # peft's model card stub
+    # peft keeps target_modules as a set: sort it so reruns write the same file.
+    config_path = OUT / "peft-phi3" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["target_modules"] = sorted(config["target_modules"])
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def write_folders():
@@ -103,6 +112,18 @@ def record(arch):
     }
 
 
+def record_gguf():
+    golden = json.loads((FIX / "smollm2_gguf.json").read_text())
+    token_ids = golden["score"]["token_ids"]
+    model = AutoModelForCausalLM.from_pretrained(
+        FOLDERS, gguf_file="smollm2-f16.gguf", dtype=torch.float32
+    )
+    with torch.no_grad():
+        logits = model(torch.tensor([token_ids])).logits[0].double()
+    logprobs = torch.log_softmax(logits, -1)[:-1].gather(1, torch.tensor(token_ids[1:])[:, None])
+    return {"token_ids": token_ids, "logprobs": [round(x, 6) for x in logprobs[:, 0].tolist()]}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     make_phi3_adapter()
@@ -114,6 +135,7 @@ def main():
         "models": {arch: record(arch) for arch in ADAPTERS},
     }
     (OUT / "merged-transformers.json").write_text(json.dumps(result, indent=1) + "\n")
+    (OUT / "gguf-transformers.json").write_text(json.dumps(record_gguf(), indent=1) + "\n")
 
 
 if __name__ == "__main__":
