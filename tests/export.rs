@@ -465,7 +465,12 @@ fn the_default_model_answers_the_same_from_its_exports() {
     let (source_ids, source_text) = greedy(&p.loaded);
     assert!(source_text.contains("Paris"), "{source_text}");
     let tmp = tempfile::tempdir().expect("tmp");
-    for ft in [FileType::F16, FileType::Q8_0, FileType::Q4_K_M] {
+    for ft in [
+        FileType::F16,
+        FileType::Q8_0,
+        FileType::Q4_0,
+        FileType::Q4_K_M,
+    ] {
         let path = tmp.path().join(format!("smollm2-{ft}.gguf"));
         let r = gguf::write_gguf(&p, &path, ft, &mut |_| {}).expect("export");
         let back = load_gguf(&path);
@@ -735,4 +740,102 @@ fn quantized_blocks_equal_the_reference_quantizers() {
         }
     }
     assert_eq!(checked, 7 * rows.len());
+}
+
+// ---------------------------------------------------------------------------------------
+// The command line.
+
+fn ftui_cli(args: &[&str], home: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ftui"))
+        .args(args)
+        .env("FTUI_HOME", home)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("runs ftui")
+}
+
+#[test]
+fn ftui_export_writes_what_it_says_and_refuses_in_one_line() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = fixture("models/llama").display().to_string();
+    let adapter = fixture("lora/peft-llama").display().to_string();
+    let gguf_path = tmp.path().join("out/model.gguf");
+    let mf = tmp.path().join("out/Modelfile");
+    let o = ftui_cli(
+        &[
+            "export",
+            "--model",
+            &model,
+            "--adapter",
+            &adapter,
+            "--gguf",
+            gguf_path.to_str().expect("utf-8"),
+            "--type",
+            "q8_0",
+            "--modelfile",
+            mf.to_str().expect("utf-8"),
+            "--json",
+        ],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON document");
+    assert_eq!(v["format"], "gguf");
+    assert_eq!(v["type"], "Q8_0");
+    // 64-wide rows are whole Q8_0 blocks: nothing falls back.
+    assert_eq!(v["fallbacks"], serde_json::json!([]));
+    assert_eq!(
+        std::fs::metadata(&gguf_path).expect("gguf").len(),
+        v["bytes"].as_u64().expect("bytes")
+    );
+    let text = std::fs::read_to_string(&mf).expect("Modelfile");
+    assert!(text.contains("FROM ./model.gguf"), "{text}");
+
+    let dir = tmp.path().join("merged");
+    let o = ftui_cli(
+        &[
+            "export",
+            "--model",
+            &model,
+            "--merged",
+            dir.to_str().expect("utf-8"),
+            "--json",
+        ],
+        tmp.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["format"], "merged");
+    assert!(dir.join("chat_template.jinja").is_file());
+
+    // A Modelfile for a template ftui cannot translate: refused before any GGUF is written.
+    let odd = tmp.path().join("odd.toml");
+    std::fs::write(
+        &odd,
+        format!(
+            "[model]\nsource = \"{model}\"\n[template]\nchat_template = \"{{% for m in messages %}}## {{{{ m.content }}}}{{% endfor %}}\"\n"
+        ),
+    )
+    .expect("config");
+    let refused = tmp.path().join("refused.gguf");
+    let o = ftui_cli(
+        &[
+            "--config",
+            odd.to_str().expect("utf-8"),
+            "export",
+            "--gguf",
+            refused.to_str().expect("utf-8"),
+            "--modelfile",
+            tmp.path().join("M").to_str().expect("utf-8"),
+        ],
+        tmp.path(),
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("Modelfile"), "{err}");
+    assert!(!refused.exists() && !ftui::fsutil::partial_path(&refused).exists());
+    // --type needs --gguf; one of --merged/--gguf is required.
+    let o = ftui_cli(&["export", "--model", &model], tmp.path());
+    assert_eq!(o.status.code(), Some(2));
 }
