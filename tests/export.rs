@@ -717,6 +717,7 @@ fn quantized_blocks_equal_the_reference_quantizers() {
         ("ggml.Q8_0", GgmlType::Q8_0),
         ("ggml.Q4_0", GgmlType::Q4_0),
         ("ggml.Q4_K", GgmlType::Q4_K),
+        ("ggml.Q6_K", GgmlType::Q6_K),
     ] {
         let want = st.tensor(key).expect(key);
         let per_row = want.data().len() / rows.len();
@@ -739,7 +740,7 @@ fn quantized_blocks_equal_the_reference_quantizers() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 7 * rows.len());
+    assert_eq!(checked, 8 * rows.len());
 }
 
 // ---------------------------------------------------------------------------------------

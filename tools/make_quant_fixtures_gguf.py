@@ -2,8 +2,8 @@
 
 Quantizes fixture tensors with
 - gguf-py (`gguf.quants.quantize`, the PyPI package `gguf`, tools/requirements.txt):
-  F16, BF16, Q8_0, Q4_0 (it has no Q4_K quantizer);
-- llama.cpp's C reference (`quantize_row_{q8_0,q4_0,q4_K}_ref` in ggml's
+  F16, BF16, Q8_0, Q4_0 (it has no K-quant quantizer);
+- llama.cpp's C reference (`quantize_row_{q8_0,q4_0,q4_K,q6_K}_ref` in ggml's
   `src/ggml-quants.c`), compiled here from the ggml sources vendored in the PyPI sdist
   of `ggml-python` (downloaded with `pip download`, nothing installed), without FMA
   contraction, as the reference is written;
@@ -40,7 +40,12 @@ size_t ggml_type_size(int type) { abort(); }
 """
 
 # (name, block values, block bytes)
-REFS = [("q8_0", "Q8_0", 32, 34), ("q4_0", "Q4_0", 32, 18), ("q4_K", "Q4_K", 256, 144)]
+REFS = [
+    ("q8_0", "Q8_0", 32, 34),
+    ("q4_0", "Q4_0", 32, 18),
+    ("q4_K", "Q4_K", 256, 144),
+    ("q6_K", "Q6_K", 256, 210),
+]
 
 
 def reference_library(work: Path) -> ctypes.CDLL:

@@ -30,8 +30,8 @@ pub enum FileType {
     BF16,
     Q8_0,
     Q4_0,
-    /// Q4_K for most weights, more bits where llama-quantize gives them more (its
-    /// Q6_K/Q5_K choices are written as Q8_0: ftui has no Q6_K quantizer).
+    /// Q4_K for most weights, Q6_K where llama-quantize puts it (the head, half the
+    /// `attn_v` and `ffn_down`) and for Phi-3's fused `attn_qkv` (Q5_K there).
     Q4_K_M,
 }
 
@@ -73,40 +73,48 @@ impl FileType {
         }
     }
 
-    /// The type llama.cpp would give tensor `name` of decoder layer `layer` (of
-    /// `layers`) in this file, before any fallback.
-    fn wanted(self, name: &str, shape: &[usize], layer: Option<usize>, layers: usize) -> GgmlType {
+    /// The type llama-quantize would give tensor `name` of decoder layer `layer` (of
+    /// `layers`) in this file, before any fallback; `tied`: the embedding is the head.
+    fn wanted(
+        self,
+        name: &str,
+        shape: &[usize],
+        layer: Option<usize>,
+        layers: usize,
+        tied: bool,
+    ) -> GgmlType {
         if shape.len() < 2 || name.ends_with("_norm.weight") || !name.ends_with(".weight") {
             return GgmlType::F32;
         }
+        let head = name == "output.weight" || (tied && name == "token_embd.weight");
         // llama-quantize's `use_more_bits`: the first and last eighth of the layers and
         // every third one between.
         let more_bits = layer
             .is_some_and(|i| i < layers / 8 || i >= 7 * layers / 8 || (i - layers / 8) % 3 == 2);
+        let stem = name.rsplit('.').nth(1).unwrap_or_default();
         match self {
             FileType::F32 => GgmlType::F32,
             FileType::F16 => GgmlType::F16,
             FileType::BF16 => GgmlType::BF16,
             FileType::Q8_0 => GgmlType::Q8_0,
-            FileType::Q4_0 if name == "output.weight" => GgmlType::Q8_0,
+            FileType::Q4_0 | FileType::Q4_K_M if head => GgmlType::Q6_K,
             FileType::Q4_0 => GgmlType::Q4_0,
-            FileType::Q4_K_M => {
-                let stem = name.rsplit('.').nth(1).unwrap_or_default();
-                match stem {
-                    "output" | "attn_qkv" => GgmlType::Q8_0,
-                    "attn_v" | "ffn_down" if more_bits => GgmlType::Q8_0,
-                    _ => GgmlType::Q4_K,
-                }
-            }
+            FileType::Q4_K_M => match stem {
+                "attn_qkv" => GgmlType::Q6_K,
+                "attn_v" | "ffn_down" if more_bits => GgmlType::Q6_K,
+                _ => GgmlType::Q4_K,
+            },
         }
     }
 }
 
 /// The type a row of `row` values can take, from `wanted` down llama.cpp's fallbacks
-/// (Q4_K, then 32-value blocks, then F16).
+/// (K-quants to 32-value blocks: Q4_K to Q4_0 where llama.cpp takes Q5_0, Q6_K to Q8_0;
+/// then F16).
 fn fitting(wanted: GgmlType, row: usize) -> GgmlType {
     let chain: &[GgmlType] = match wanted {
         GgmlType::Q4_K => &[GgmlType::Q4_K, GgmlType::Q4_0, GgmlType::Q8_0],
+        GgmlType::Q6_K => &[GgmlType::Q6_K, GgmlType::Q8_0],
         GgmlType::Q4_0 => &[GgmlType::Q4_0, GgmlType::Q8_0],
         other => &[other, GgmlType::F16],
     };
@@ -304,7 +312,7 @@ pub fn write_gguf(
             .strip_prefix("blk.")
             .and_then(|r| r.split('.').next())
             .and_then(|i| i.parse().ok());
-        let wanted = ft.wanted(&name, &shape, layer, layers);
+        let wanted = ft.wanted(&name, &shape, layer, layers, tied && c.arch != Arch::Phi3);
         let row = shape.last().copied().unwrap_or(1);
         let ty = fitting(wanted, row);
         if ty != wanted {
@@ -409,20 +417,19 @@ mod tests {
 
     #[test]
     fn tensor_types_follow_llama_cpp() {
-        let w = |ft: FileType, name: &str, layer| ft.wanted(name, &[576, 576], layer, 30);
-        assert_eq!(
-            FileType::Q8_0.wanted("blk.0.attn_norm.weight", &[576], Some(0), 30),
-            GgmlType::F32
-        );
-        assert_eq!(
-            FileType::Q8_0.wanted("blk.0.attn_q.bias", &[576], Some(0), 30),
-            GgmlType::F32
-        );
+        let w = |ft: FileType, name: &str, layer| ft.wanted(name, &[576, 576], layer, 30, false);
+        let norm = FileType::Q8_0.wanted("blk.0.attn_norm.weight", &[576], Some(0), 30, false);
+        assert_eq!(norm, GgmlType::F32);
+        let bias = FileType::Q8_0.wanted("blk.0.attn_q.bias", &[576], Some(0), 30, false);
+        assert_eq!(bias, GgmlType::F32);
         assert_eq!(w(FileType::F16, "token_embd.weight", None), GgmlType::F16);
-        assert_eq!(w(FileType::Q4_0, "output.weight", None), GgmlType::Q8_0);
+        assert_eq!(w(FileType::Q4_0, "output.weight", None), GgmlType::Q6_K);
+        assert_eq!(w(FileType::Q4_0, "token_embd.weight", None), GgmlType::Q4_0);
+        let tied = FileType::Q4_K_M.wanted("token_embd.weight", &[576, 576], None, 30, true);
+        assert_eq!(tied, GgmlType::Q6_K);
         assert_eq!(
             w(FileType::Q4_K_M, "blk.0.ffn_down.weight", Some(0)),
-            GgmlType::Q8_0
+            GgmlType::Q6_K
         );
         assert_eq!(
             w(FileType::Q4_K_M, "blk.4.ffn_down.weight", Some(4)),
@@ -430,19 +437,21 @@ mod tests {
         );
         assert_eq!(
             w(FileType::Q4_K_M, "blk.5.ffn_down.weight", Some(5)),
-            GgmlType::Q8_0
+            GgmlType::Q6_K
         );
         assert_eq!(
             w(FileType::Q4_K_M, "blk.8.attn_v.weight", Some(8)),
-            GgmlType::Q8_0
+            GgmlType::Q6_K
         );
         assert_eq!(
             w(FileType::Q4_K_M, "blk.8.attn_q.weight", Some(8)),
             GgmlType::Q4_K
         );
+        assert_eq!(w(FileType::Q8_0, "output.weight", None), GgmlType::Q8_0);
         // SmolLM2's 576-wide rows are no whole Q4_K blocks.
         assert_eq!(fitting(GgmlType::Q4_K, 576), GgmlType::Q4_0);
         assert_eq!(fitting(GgmlType::Q4_K, 1536), GgmlType::Q4_K);
+        assert_eq!(fitting(GgmlType::Q6_K, 576), GgmlType::Q8_0);
         assert_eq!(fitting(GgmlType::Q8_0, 48), GgmlType::F16);
         assert_eq!("Q4_K_M".parse::<FileType>(), Ok(FileType::Q4_K_M));
         assert!("q5".parse::<FileType>().is_err());

@@ -1,8 +1,9 @@
 //! `f32` values to ggml's storage types, bit for bit as the reference implementations
 //! produce them: F16 and BF16 rounded to nearest even (numpy's `astype(float16)`,
 //! ggml's `ggml_compute_fp32_to_bf16` with quiet NaNs), Q8_0 and Q4_0 as gguf-py's
-//! `quants.py` (itself the port of `ggml-quants.c`'s `quantize_row_*_ref`), and Q4_K as
-//! `quantize_row_q4_K_ref` with its weighted scale/min search (`make_qkx2_quants`).
+//! `quants.py` (itself the port of `ggml-quants.c`'s `quantize_row_*_ref`), Q4_K as
+//! `quantize_row_q4_K_ref` with its weighted scale/min search (`make_qkx2_quants`) and
+//! Q6_K as `quantize_row_q6_K_ref` (`make_qx_quants`).
 //!
 //! Blocks run along the innermost dim, so a caller quantizes a whole tensor at once as
 //! long as each row is a whole number of blocks.
@@ -11,13 +12,14 @@ use super::GgmlType;
 use half::f16;
 
 /// The types [`quantize`] writes.
-pub const QUANTIZABLE: [GgmlType; 6] = [
+pub const QUANTIZABLE: [GgmlType; 7] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
     GgmlType::Q8_0,
     GgmlType::Q4_0,
     GgmlType::Q4_K,
+    GgmlType::Q6_K,
 ];
 
 /// `values` stored as `ty`; `None` when `ty` is not one of [`QUANTIZABLE`] or the values
@@ -40,7 +42,8 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Option<Vec<u8>> {
             .for_each(|v| out.extend_from_slice(&bf16_bits(*v).to_le_bytes())),
         GgmlType::Q8_0 => blocks.for_each(|b| q8_0_block(b, &mut out)),
         GgmlType::Q4_0 => blocks.for_each(|b| q4_0_block(b, &mut out)),
-        _ => blocks.for_each(|b| q4_k_block(b, &mut out)),
+        GgmlType::Q4_K => blocks.for_each(|b| q4_k_block(b, &mut out)),
+        _ => blocks.for_each(|b| q6_k_block(b, &mut out)),
     }
     Some(out)
 }
@@ -251,6 +254,107 @@ fn q4_k_block(x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
+/// ggml's `GROUP_MAX_EPS`: a group whose largest magnitude is below this is all zero.
+const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// `make_qx_quants` with `rmse_type = 1` and no weights (what Q6_K uses): signed levels
+/// `-nmax..nmax` (stored `+ nmax`) and the scale minimising the `x²`-weighted error over
+/// 19 candidate scales around `-nmax / max`.
+fn make_qx_quants(nmax: i32, x: &[f32], l: &mut [i8]) -> f32 {
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l.iter_mut().for_each(|v| *v = 0);
+        return 0.0;
+    }
+    let level = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0f32, 0f32);
+        for &v in x {
+            let q = level(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * q;
+            suml2 += w * q * q;
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = -(nmax as f32) / max;
+    for (li, &v) in l.iter_mut().zip(x) {
+        *li = (level(iscale, v) + nmax) as i8;
+    }
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in (-9..=9).filter(|&is| is != 0) {
+        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (li, &v) in l.iter_mut().zip(x) {
+                *li = (level(iscale, v) + nmax) as i8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// `quantize_row_q6_K_ref` for one 256-value block: 16 sub-blocks of 16 with signed
+/// 8-bit scales under one f16 scale, 6-bit levels split into low nibbles (`ql`) and
+/// high bit pairs (`qh`); `d` last.
+fn q6_k_block(x: &[f32], out: &mut Vec<u8>) {
+    let mut l = [0i8; 256];
+    let mut scales = [0f32; 16];
+    let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
+    for ib in 0..16 {
+        let scale = make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut l[16 * ib..16 * ib + 16]);
+        scales[ib] = scale;
+        if scale.abs() > max_abs_scale {
+            max_abs_scale = scale.abs();
+            max_scale = scale;
+        }
+    }
+    if max_abs_scale < GROUP_MAX_EPS {
+        out.extend_from_slice(&[0u8; 210]);
+        return;
+    }
+    let iscale = -128.0 / max_scale;
+    let d = f16::from_f32(1.0 / iscale);
+    let mut sc = [0i8; 16];
+    for (s, &scale) in sc.iter_mut().zip(&scales) {
+        *s = nearest_int(iscale * scale).min(127) as i8;
+    }
+    for j in 0..16 {
+        let dj = d.to_f32() * f32::from(sc[j]);
+        if dj == 0.0 {
+            continue;
+        }
+        for ii in 0..16 {
+            l[16 * j + ii] = (nearest_int(x[16 * j + ii] / dj).clamp(-32, 31) + 32) as i8;
+        }
+    }
+    let mut ql = [0u8; 128];
+    let mut qh = [0u8; 64];
+    for (half, j) in (0..256).step_by(128).enumerate() {
+        let (ql, qh) = (&mut ql[64 * half..], &mut qh[32 * half..]);
+        for i in 0..32 {
+            let q = |o: usize| l[j + i + o] as u8;
+            ql[i] = (q(0) & 0xF) | ((q(64) & 0xF) << 4);
+            ql[i + 32] = (q(32) & 0xF) | ((q(96) & 0xF) << 4);
+            qh[i] = (q(0) >> 4) | ((q(32) >> 4) << 2) | ((q(64) >> 4) << 4) | ((q(96) >> 4) << 6);
+        }
+    }
+    out.extend_from_slice(&ql);
+    out.extend_from_slice(&qh);
+    out.extend(sc.iter().map(|&s| s as u8));
+    out.extend_from_slice(&d.to_le_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +387,7 @@ mod tests {
             (GgmlType::Q8_0, amax / 127.0),
             (GgmlType::Q4_0, amax / 8.0 * 1.01),
             (GgmlType::Q4_K, amax / 8.0),
+            (GgmlType::Q6_K, amax / 32.0),
         ] {
             let bytes = quantize(ty, &x).expect("quantizes");
             assert_eq!(bytes.len(), 1024 / ty.block_size() * ty.type_size(), "{ty}");
