@@ -632,7 +632,7 @@ fn export(
         .unwrap_or_else(|| crate::paths::DEFAULT_MODEL_SOURCE.to_string());
     let mut bar = |p: &Progress| {
         if json || p.total == 0 {
-            return;
+            return true;
         }
         let filled = (30 * p.done / p.total.max(1)) as usize;
         eprint!(
@@ -646,6 +646,7 @@ fn export(
         if p.done >= p.total {
             eprintln!();
         }
+        true
     };
     let what = ExportSource {
         model,

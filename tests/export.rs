@@ -66,7 +66,7 @@ fn source(case: &Case) -> ExportSource {
 }
 
 fn prepared(case: &Case) -> Prepared {
-    prepare(&source(case), &mut |_| {}).expect("prepare")
+    prepare(&source(case), &mut |_| true).expect("prepare")
 }
 
 fn golden() -> serde_json::Value {
@@ -133,7 +133,7 @@ fn write_fixture_folders() {
             &prepared(case),
             &dir,
             merged::DEFAULT_SHARD_BYTES,
-            &mut |_| {},
+            &mut |_| true,
         )
         .expect("export");
     }
@@ -141,9 +141,9 @@ fn write_fixture_folders() {
         model: "default".into(),
         ..Default::default()
     };
-    let p = prepare(&what, &mut |_| {}).expect("prepare");
+    let p = prepare(&what, &mut |_| true).expect("prepare");
     let path = Path::new(&out).join("smollm2-f16.gguf");
-    gguf::write_gguf(&p, &path, FileType::F16, &mut |_| {}).expect("export");
+    gguf::write_gguf(&p, &path, FileType::F16, &mut |_| true).expect("export");
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn merged_folders_match_transformers() {
 
         let p = prepared(case);
         let dir = tmp.path().join(case.arch);
-        let report = merged::write_merged(&p, &dir, merged::DEFAULT_SHARD_BYTES, &mut |_| {})
+        let report = merged::write_merged(&p, &dir, merged::DEFAULT_SHARD_BYTES, &mut |_| true)
             .expect("export");
         assert_eq!(report.shards, 1);
         for f in [
@@ -228,7 +228,7 @@ fn a_merged_folder_is_sharded_above_the_limit() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("sharded");
     // Two decoder layers of about 100 kB each: 100 kB shards make several.
-    let report = merged::write_merged(&p, &dir, 100_000, &mut |_| {}).expect("export");
+    let report = merged::write_merged(&p, &dir, 100_000, &mut |_| true).expect("export");
     assert!(report.shards > 2, "{report:?}");
     let index: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.join("model.safetensors.index.json")).expect("index"),
@@ -245,7 +245,7 @@ fn a_merged_folder_is_sharded_above_the_limit() {
     ));
     let ids = Tensor::from_slice(&[5i64, 17, 42, 99]).view([1, 4]);
     let one = tmp.path().join("one");
-    merged::write_merged(&p, &one, merged::DEFAULT_SHARD_BYTES, &mut |_| {}).expect("export");
+    merged::write_merged(&p, &one, merged::DEFAULT_SHARD_BYTES, &mut |_| true).expect("export");
     let d = max_diff(
         &logits(&load_dir(&dir).model, &ids),
         &logits(&load_dir(&one).model, &ids),
@@ -261,7 +261,7 @@ fn refusals_say_what_is_wrong() {
         adapter: Some(fixture("lora/peft-qwen2-rslora-all-linear")),
         config: None,
     };
-    let e = prepare(&what, &mut |_| {}).err().expect("refused");
+    let e = prepare(&what, &mut |_| true).err().expect("refused");
     assert!(matches!(e, ExportError::AdapterMismatch { .. }), "{e}");
     assert!(e.to_string().contains("does not fit the base model"), "{e}");
 
@@ -276,7 +276,7 @@ fn refusals_say_what_is_wrong() {
         model: dir.display().to_string(),
         ..Default::default()
     };
-    let e = prepare(&what, &mut |_| {}).err().expect("refused");
+    let e = prepare(&what, &mut |_| true).err().expect("refused");
     assert!(matches!(e, ExportError::NoChatTemplate { .. }), "{e}");
     assert!(e.to_string().contains("[template] chat_template"), "{e}");
 
@@ -315,7 +315,7 @@ fn refusals_say_what_is_wrong() {
         config: config_with_template(&dir, "chatml"),
         ..Default::default()
     };
-    let e = prepare(&what, &mut |_| {}).err().expect("refused");
+    let e = prepare(&what, &mut |_| true).err().expect("refused");
     assert!(matches!(e, ExportError::VocabTooLarge { .. }), "{e}");
     assert!(e.to_string().contains("300 tokens"), "{e}");
 }
@@ -349,7 +349,7 @@ fn tiny_models_round_trip_through_gguf() {
         let p = prepared(case);
         let want = logits(p.model(), &ids);
         let path = tmp.path().join(format!("{}.gguf", case.arch));
-        let r = gguf::write_gguf(&p, &path, FileType::F32, &mut |_| {}).expect("export");
+        let r = gguf::write_gguf(&p, &path, FileType::F32, &mut |_| true).expect("export");
         assert!(r.fallbacks.is_empty(), "{:?}", r.fallbacks);
         assert!(!ftui::fsutil::partial_path(&path).exists());
         let back = load_gguf(&path);
@@ -392,7 +392,7 @@ fn tiny_models_round_trip_through_gguf() {
         let scale = want.abs().max().double_value(&[]);
         for (ft, tol) in [(FileType::F16, 2e-3), (FileType::Q8_0, 0.1)] {
             let path = tmp.path().join(format!("{}-{ft}.gguf", case.arch));
-            gguf::write_gguf(&p, &path, ft, &mut |_| {}).expect("export");
+            gguf::write_gguf(&p, &path, ft, &mut |_| true).expect("export");
             let d = max_diff(&logits(&load_gguf(&path).model, &ids), &want);
             assert!(
                 d < tol * scale,
@@ -461,7 +461,7 @@ fn the_default_model_answers_the_same_from_its_exports() {
         model: "default".into(),
         ..Default::default()
     };
-    let p = prepare(&what, &mut |_| {}).expect("prepare");
+    let p = prepare(&what, &mut |_| true).expect("prepare");
     let (source_ids, source_text) = greedy(&p.loaded);
     assert!(source_text.contains("Paris"), "{source_text}");
     let tmp = tempfile::tempdir().expect("tmp");
@@ -472,7 +472,7 @@ fn the_default_model_answers_the_same_from_its_exports() {
         FileType::Q4_K_M,
     ] {
         let path = tmp.path().join(format!("smollm2-{ft}.gguf"));
-        let r = gguf::write_gguf(&p, &path, ft, &mut |_| {}).expect("export");
+        let r = gguf::write_gguf(&p, &path, ft, &mut |_| true).expect("export");
         let back = load_gguf(&path);
         let (ids, text) = greedy(&back);
         match ft {
@@ -664,7 +664,7 @@ fn a_modelfile_names_the_gguf_template_stops_system_and_sampling() {
         config: Some(case_config),
         ..source(&CASES[2])
     };
-    let p = prepare(&what, &mut |_| {}).expect("prepare");
+    let p = prepare(&what, &mut |_| true).expect("prepare");
     let tmp = tempfile::tempdir().expect("tmp");
     let gguf_path = tmp.path().join("model.gguf");
     let mf = tmp.path().join("Modelfile");
@@ -839,4 +839,33 @@ fn ftui_export_writes_what_it_says_and_refuses_in_one_line() {
     // --type needs --gguf; one of --merged/--gguf is required.
     let o = ftui_cli(&["export", "--model", &model], tmp.path());
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_stopped_export_leaves_nothing_that_looks_finished() {
+    let p = prepared(&CASES[0]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let stop_after = |n: u64| move |pr: &ftui::export::Progress| pr.done < n;
+    let path = tmp.path().join("m.gguf");
+    let e = gguf::write_gguf(&p, &path, FileType::F16, &mut stop_after(3)).expect_err("stopped");
+    assert!(matches!(e, ExportError::Stopped), "{e}");
+    let dir = tmp.path().join("merged");
+    let e = merged::write_merged(&p, &dir, merged::DEFAULT_SHARD_BYTES, &mut stop_after(3))
+        .expect_err("stopped");
+    assert!(matches!(e, ExportError::Stopped), "{e}");
+    // A folder from an earlier export stays as it was.
+    merged::write_merged(&p, &dir, merged::DEFAULT_SHARD_BYTES, &mut |_| true).expect("export");
+    let before = std::fs::read(dir.join("model.safetensors")).expect("weights");
+    let e = merged::write_merged(&p, &dir, 100_000, &mut stop_after(5)).expect_err("stopped");
+    assert!(matches!(e, ExportError::Stopped), "{e}");
+    assert_eq!(
+        std::fs::read(dir.join("model.safetensors")).expect("weights"),
+        before
+    );
+    let left: Vec<String> = ftui::fsutil::relative_files(tmp.path(), false);
+    assert!(
+        left.iter()
+            .all(|f| f.starts_with("merged/") && !f.contains("-of-")),
+        "{left:?}"
+    );
 }

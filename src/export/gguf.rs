@@ -257,7 +257,7 @@ pub fn write_gguf(
     p: &Prepared,
     path: &Path,
     ft: FileType,
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<GgufReport> {
     let c = &p.model().config;
     let layout = match c.arch {
@@ -370,7 +370,7 @@ fn write_items(
     tmp: &Path,
     metadata: &[(String, GgufValue)],
     items: &[Item<'_>],
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<u64> {
     let file = std::fs::File::create(tmp).map_err(io_err(tmp))?;
     let plans = items.iter().map(|i| i.plan.clone()).collect();
@@ -396,11 +396,14 @@ fn write_items(
             ))
         })?;
         w.write_tensor(&item.plan.name, &bytes)?;
-        progress(&Progress {
+        let go_on = progress(&Progress {
             what: format!("{} ({})", item.plan.name, item.plan.ggml_type),
             done: n as u64 + 1,
             total: items.len() as u64,
         });
+        if !go_on {
+            return Err(ExportError::Stopped);
+        }
     }
     let (out, bytes) = w.finish()?;
     let file = out.into_inner().map_err(|e| ExportError::Io {

@@ -41,7 +41,7 @@ pub fn write_merged(
     p: &Prepared,
     dir: &Path,
     max_shard_bytes: u64,
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<MergedReport> {
     if let Some(RopeScaling::FreqFactors(_)) = &p.model().config.rope_scaling {
         return Err(ExportError::Unsupported(format!(
@@ -99,7 +99,7 @@ fn write_weights(
     kind: Kind,
     dir: &Path,
     max_shard_bytes: u64,
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&Progress) -> bool,
 ) -> Result<(usize, u64)> {
     let elt = kind.elt_size_in_bytes() as u64;
     let size = |t: &MergedTensor<'_>| t.numel() as u64 * elt;
@@ -136,7 +136,7 @@ fn write_weights(
                 what: format!("writing {}", t.name),
                 done,
                 total: tensors.len() as u64,
-            });
+            })
         })?;
         for t in shard {
             weight_map.insert(t.name.clone(), Value::String(file.clone()));
@@ -159,7 +159,7 @@ fn write_safetensors(
     path: &Path,
     tensors: &[&MergedTensor<'_>],
     kind: Kind,
-    on_tensor: &mut dyn FnMut(&MergedTensor<'_>),
+    on_tensor: &mut dyn FnMut(&MergedTensor<'_>) -> bool,
 ) -> Result<()> {
     let elt = kind.elt_size_in_bytes() as u64;
     let mut header = Map::new();
@@ -184,7 +184,9 @@ fn write_safetensors(
         .map_err(io_err(path))?;
     for t in tensors {
         w.write_all(&t.bytes(kind)?).map_err(io_err(path))?;
-        on_tensor(t);
+        if !on_tensor(t) {
+            return Err(ExportError::Stopped);
+        }
     }
     w.flush().map_err(io_err(path))
 }

@@ -70,6 +70,9 @@ pub enum ExportError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The caller's progress callback asked to stop; nothing was left behind.
+    #[error("export stopped")]
+    Stopped,
     #[error("{0}")]
     Gguf(#[from] crate::gguf::writer::GgufWriteError),
     #[error("libtorch: {}", crate::torch::torch_message(.0))]
@@ -85,7 +88,8 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError 
     }
 }
 
-/// How far an export is: `done` of `total` units of `what` (tensors, bytes).
+/// How far an export is: `done` of `total` units of `what` (tensors, bytes). Writers
+/// call a `FnMut(&Progress) -> bool` after each tensor; `false` stops the export.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
     pub what: String,
@@ -110,7 +114,6 @@ pub struct Prepared {
     pub loaded: LoadedModel,
     /// The source as given (for messages and `general.name`).
     pub source_name: String,
-    pub source: ModelSource,
     /// The chat template the run trained with (Jinja source) and its compiled form.
     pub chat_template: String,
     pub template: ChatTemplate,
@@ -175,7 +178,10 @@ fn export_kind(config: Option<&RunConfig>, source: &ModelSource) -> Kind {
 
 /// Loads the base (with the config's `[quantization]`), merges the adapter, and runs the
 /// pre-export checks. `progress` hears about downloads.
-pub fn prepare(what: &ExportSource, progress: &mut dyn FnMut(&Progress)) -> Result<Prepared> {
+pub fn prepare(
+    what: &ExportSource,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<Prepared> {
     let config = what.config.as_ref();
     let source = ModelSource::parse(&what.model)?;
     let kind = export_kind(config, &source);
@@ -191,11 +197,12 @@ pub fn prepare(what: &ExportSource, progress: &mut dyn FnMut(&Progress)) -> Resu
         quantization: config.and_then(|c| c.quantization.clone()),
     };
     let mut loaded = load_model(&source, &opts, &mut |file, done, total| {
-        progress(&Progress {
+        // A download cannot be interrupted here; the answer is for the writers.
+        let _ = progress(&Progress {
             what: format!("download {file}"),
             done,
             total,
-        })
+        });
     })?;
 
     // The vocabulary must fit the embedding (fewer tokens than rows is padding).
@@ -233,7 +240,6 @@ pub fn prepare(what: &ExportSource, progress: &mut dyn FnMut(&Progress)) -> Resu
     Ok(Prepared {
         loaded,
         source_name: what.model.clone(),
-        source,
         chat_template,
         template,
         turns,

@@ -15,9 +15,6 @@ const ASSISTANT: &str = "FTUIPROBEASSISTANT";
 /// The turn markers of a chat template on a tokenizer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatTurns {
-    /// The text right after an assistant message's content, up to the next turn (e.g.
-    /// `"<|im_end|>\n"`, `"<|eot_id|>"`, `"</s>"`).
-    pub after_assistant: String,
     /// The end-of-turn marker, a token of the vocabulary (`<|im_end|>`, `<|eot_id|>`,
     /// `<|end|>`, an EOS token), when the text after the answer starts with one.
     pub end_of_turn: Option<SpecialToken>,
@@ -54,9 +51,6 @@ impl ChatTurns {
             .into_iter()
             .find(|(t, _)| !t.is_empty() && trimmed.starts_with(t.as_str()))
             .map(|(text, id)| SpecialToken { text, id });
-        Ok(ChatTurns {
-            after_assistant: after,
-            end_of_turn,
-        })
+        Ok(ChatTurns { end_of_turn })
     }
 }

@@ -220,11 +220,6 @@ impl<W: Write> GgufWriter<W> {
         })
     }
 
-    /// The next planned tensor, if any.
-    pub fn next_tensor(&self) -> Option<&TensorPlan> {
-        self.plan.get(self.next)
-    }
-
     /// Writes the data of tensor `name`, which must be the next one planned, with the
     /// planned size, followed by its padding.
     pub fn write_tensor(&mut self, name: &str, data: &[u8]) -> Result<()> {
@@ -317,7 +312,6 @@ mod tests {
             TensorPlan::from_shape("w.weight", &[2, 3], GgmlType::F32),
         ];
         let mut g = GgufWriter::start(Vec::new(), &metadata, plan).expect("start");
-        assert_eq!(g.next_tensor().map(|t| t.name.as_str()), Some("a.weight"));
         g.write_tensor("a.weight", &f32_bytes(&a)).expect("a");
         g.write_tensor("w.weight", &f32_bytes(&w)).expect("w");
         let (bytes, n) = g.finish().expect("finish");
