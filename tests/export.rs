@@ -869,3 +869,32 @@ fn a_stopped_export_leaves_nothing_that_looks_finished() {
         "{left:?}"
     );
 }
+
+#[test]
+fn a_qlora_base_is_dequantized_into_the_merged_folder() {
+    let text = format!(
+        "[model]\nsource = \"{}\"\ndtype = \"float32\"\n[quantization]\nload_in_4bit = true\nbnb_4bit_compute_dtype = \"float32\"\n",
+        fixture("models/llama").display()
+    );
+    let what = ExportSource {
+        config: Some(RunConfig::parse(&text, Path::new("q.toml")).expect("config")),
+        ..source(&CASES[0])
+    };
+    let p = prepare(&what, &mut |_| true).expect("prepare");
+    // Layers the adapter touched were dequantized by the merge; the others still are 4-bit.
+    assert!(p
+        .model()
+        .linears()
+        .iter()
+        .any(|(_, l)| l.weight.is_quantized()));
+    let ids = Tensor::from_slice(&[5i64, 17, 42, 99, 150, 7]).view([1, -1]);
+    let want = logits(p.model(), &ids);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("merged");
+    merged::write_merged(&p, &dir, merged::DEFAULT_SHARD_BYTES, &mut |_| true).expect("export");
+    let d = max_diff(&logits(&load_dir(&dir).model, &ids), &want);
+    assert!(d < 1e-4, "{d}");
+    // ... and differs from the full-precision base + adapter by the 4-bit rounding.
+    let full = prepared(&CASES[0]);
+    assert!(max_diff(&logits(full.model(), &ids), &want) > 1e-3);
+}
