@@ -119,7 +119,7 @@ pub struct Prepared {
     pub template: ChatTemplate,
     /// The turn markers the chat template writes (end-of-turn token, ...).
     pub turns: ChatTurns,
-    /// The kind the weights are kept and written in (merged folder).
+    /// The kind a merged folder's weights are written in.
     pub kind: Kind,
     pub config: Option<RunConfig>,
 }
@@ -149,30 +149,15 @@ impl Prepared {
     }
 }
 
-/// The kind to load and write weights in: the config's `[model] dtype` when it names one,
-/// else the source folder's `dtype` (`torch_dtype`), else float32 (GGUF sources, whose
-/// weights are dequantized anyway).
-fn export_kind(config: Option<&RunConfig>, source: &ModelSource) -> Kind {
-    match config.map(|c| c.model.dtype) {
-        Some(d @ (DType::Float32 | DType::Bfloat16 | DType::Float16)) => {
-            crate::device::resolve_kind(d, Device::Cpu)
-        }
-        _ => {
-            let ModelSource::Dir(dir) = source else {
-                return Kind::Float;
-            };
-            let text = std::fs::read_to_string(dir.join("config.json")).unwrap_or_default();
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            match v
-                .get("dtype")
-                .or(v.get("torch_dtype"))
-                .and_then(|d| d.as_str())
-            {
-                Some("bfloat16") => Kind::BFloat16,
-                Some("float16") => Kind::Half,
-                _ => Kind::Float,
-            }
-        }
+/// The dtype a Hugging Face folder's `config.json` states (`dtype`, `torch_dtype`).
+fn folder_kind(dir: &Path) -> Option<Kind> {
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    match v.get("dtype").or(v.get("torch_dtype"))?.as_str()? {
+        "bfloat16" => Some(Kind::BFloat16),
+        "float16" => Some(Kind::Half),
+        "float32" => Some(Kind::Float),
+        _ => None,
     }
 }
 
@@ -184,8 +169,21 @@ pub fn prepare(
 ) -> Result<Prepared> {
     let config = what.config.as_ref();
     let source = ModelSource::parse(&what.model)?;
-    let kind = export_kind(config, &source);
-    let dtype = match kind {
+    // The weights keep the config's `[model] dtype`, else the source's (a hub model's is
+    // known once it is fetched: it loads in float32 and is written in its own dtype),
+    // else float32 (GGUF sources, dequantized anyway).
+    let explicit = match config.map(|c| c.model.dtype) {
+        Some(d @ (DType::Float32 | DType::Bfloat16 | DType::Float16)) => {
+            Some(crate::device::resolve_kind(d, Device::Cpu))
+        }
+        _ => None,
+    };
+    let load_kind = match &source {
+        ModelSource::Dir(dir) => explicit.or_else(|| folder_kind(dir)),
+        _ => explicit,
+    }
+    .unwrap_or(Kind::Float);
+    let dtype = match load_kind {
         Kind::BFloat16 => DType::Bfloat16,
         Kind::Half => DType::Float16,
         _ => DType::Float32,
@@ -237,6 +235,9 @@ pub fn prepare(
     let template = ChatTemplate::new(&chat_template, &loaded.tokenizer.template_specials())
         .map_err(|e| ExportError::Template(e.to_string()))?;
     let turns = ChatTurns::of(&template, &loaded.tokenizer)?;
+    let kind = explicit
+        .or_else(|| folder_kind(&loaded.path).filter(|_| loaded.path.is_dir()))
+        .unwrap_or(load_kind);
     Ok(Prepared {
         loaded,
         source_name: what.model.clone(),
