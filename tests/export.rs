@@ -2,6 +2,8 @@
 //! made by tools/make_export_fixtures.py from folders this test's ignored case writes),
 //! GGUF files read back by ftui, and Ollama Modelfiles rendered by a Go template engine.
 
+mod common;
+
 use ftui::config::RunConfig;
 use ftui::export::gguf::{self, FileType};
 use ftui::export::{merged, prepare, ExportError, ExportSource, Prepared};
@@ -897,4 +899,56 @@ fn a_qlora_base_is_dequantized_into_the_merged_folder() {
     // ... and differs from the full-precision base + adapter by the 4-bit rounding.
     let full = prepared(&CASES[0]);
     assert!(max_diff(&logits(full.model(), &ids), &want) > 1e-3);
+}
+
+#[test]
+fn a_hub_model_exports_in_its_own_dtype() {
+    let env = common::Env::clean();
+    let hub = common::FakeHub::start();
+    let dir = fixture("models/qwen2");
+    let mut files: Vec<(String, Vec<u8>)> = [
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), std::fs::read(dir.join(f)).expect("fixture")))
+    .collect();
+    // The hub's copy says bfloat16 (its weights are float32; the loader converts).
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("config"))
+            .expect("json");
+    config["dtype"] = serde_json::json!("bfloat16");
+    files.push(("config.json".into(), config.to_string().into_bytes()));
+    hub.publish(
+        common::RepoType::Model,
+        "tiny/qwen2",
+        "a".repeat(40).as_str(),
+        files,
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    env.set("HF_ENDPOINT", hub.endpoint() + "/");
+    env.set("HF_HOME", tmp.path().join("home"));
+    env.set("HF_HUB_CACHE", tmp.path().join("cache"));
+    let what = ExportSource {
+        model: "tiny/qwen2".into(),
+        ..Default::default()
+    };
+    let p = prepare(&what, &mut |_| true).expect("prepare");
+    let out = tmp.path().join("merged");
+    let r =
+        merged::write_merged(&p, &out, merged::DEFAULT_SHARD_BYTES, &mut |_| true).expect("export");
+    assert_eq!(r.dtype, "bfloat16");
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).expect("config"))
+            .expect("json");
+    assert_eq!(written["dtype"], "bfloat16");
+    assert_eq!(written["torch_dtype"], "bfloat16");
+    let ids = Tensor::from_slice(&[5i64, 17, 42]).view([1, -1]);
+    let d = max_diff(
+        &logits(&load_dir(&out).model, &ids),
+        &logits(p.model(), &ids),
+    );
+    assert!(d < 0.1, "bf16 rounding only: {d}");
 }
