@@ -4,7 +4,8 @@
    random (non-zero) B so that merging it changes the logits.
 2. Runs ftui's exporter (`cargo test --release --test export -- --ignored
    write_fixture_folders`) to write merged folders of the tiny llama / qwen2 / phi3
-   models with their adapters into target/export-fixtures/.
+   models with their adapters, and the default model as an F16 GGUF, into
+   target/export-fixtures/.
 3. Loads each merged folder with `AutoModelForCausalLM.from_pretrained` (fp32) and
    `AutoTokenizer`, checks the merged model against peft's base + adapter, and records
    transformers' logits, `apply_chat_template` renders and the generation config's EOS
