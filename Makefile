@@ -58,6 +58,8 @@ fixtures: $(VENV)/.installed $(MODEL)
 	$(PYTHON) tools/make_lora_fixtures.py
 	$(PYTHON) tools/make_data_fixtures.py
 	$(PYTHON) tools/make_quant_fixtures.py
+	$(PYTHON) tools/make_export_fixtures.py
+	$(PYTHON) tools/make_quant_fixtures_gguf.py
 	$(MAKE) peft-check
 
 # An adapter written by ftui, loaded by peft: same logits within 1e-3. The

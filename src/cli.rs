@@ -73,6 +73,33 @@ pub enum Cmd {
     Resume { run_dir: PathBuf },
     /// Make a run write a checkpoint after its current step.
     Save { run_dir: PathBuf },
+    /// Write the model, with an adapter merged, as a Hugging Face folder or a GGUF file
+    /// (and an Ollama Modelfile); --config gives the run's [template], [quantization],
+    /// [data] system_prompt and [generation].
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["merged", "gguf"])))]
+    Export {
+        /// A model folder, a .gguf file, a hub repo id or `default` (default: the
+        /// config's [model] source).
+        #[arg(long)]
+        model: Option<String>,
+        /// A peft adapter folder to merge (default: the config's [model] adapter).
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        /// Write a Hugging Face folder here.
+        #[arg(long)]
+        merged: Option<PathBuf>,
+        /// Write a GGUF file here.
+        #[arg(long)]
+        gguf: Option<PathBuf>,
+        /// GGUF tensor type: f32, f16, bf16, q8_0, q4_0 or q4_k_m.
+        #[arg(long = "type", default_value = "f16", requires = "gguf")]
+        gguf_type: String,
+        /// Write an Ollama Modelfile for the GGUF here.
+        #[arg(long, requires = "gguf")]
+        modelfile: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -444,6 +471,21 @@ pub fn run(cmd: Cmd, config: Option<&Path>) -> Result<(), Failure> {
         Cmd::Pause { run_dir } => training::control(&run_dir, crate::run::Command::Pause),
         Cmd::Resume { run_dir } => training::control(&run_dir, crate::run::Command::Resume),
         Cmd::Save { run_dir } => training::control(&run_dir, crate::run::Command::Save),
+        Cmd::Export {
+            model,
+            adapter,
+            merged,
+            gguf,
+            gguf_type,
+            modelfile,
+            json,
+        } => export(
+            config,
+            model,
+            adapter,
+            merged.ok_or(gguf.map(|g| (g, gguf_type, modelfile))),
+            json,
+        ),
     }
 }
 
@@ -622,6 +664,104 @@ fn inspect(config: &Path, batches: usize, strict: bool, json: bool) -> Result<()
     }
     if !json {
         crate::collate::view::print_report(&report, &dataset);
+    }
+    Ok(())
+}
+
+/// `ftui export`: prepares the merged model, writes the folder or the GGUF (and
+/// Modelfile), with a progress bar on stderr; `--json` prints what was written.
+fn export(
+    config: Option<&Path>,
+    model: Option<String>,
+    adapter: Option<PathBuf>,
+    target: Result<PathBuf, Option<(PathBuf, String, Option<PathBuf>)>>,
+    json: bool,
+) -> Result<(), Failure> {
+    use crate::export::{merged, prepare, ExportSource, Progress};
+    let started = std::time::Instant::now();
+    let config = config.map(load_config).transpose()?;
+    let model = model
+        .or_else(|| config.as_ref().map(|c| c.model.source.clone()))
+        .unwrap_or_else(|| crate::paths::DEFAULT_MODEL_SOURCE.to_string());
+    let mut bar = |p: &Progress| {
+        if json || p.total == 0 {
+            return true;
+        }
+        let filled = (30 * p.done / p.total.max(1)) as usize;
+        eprint!(
+            "\r[{}{}] {}/{} {:<60.60}",
+            "#".repeat(filled),
+            ".".repeat(30 - filled.min(30)),
+            p.done,
+            p.total,
+            p.what
+        );
+        if p.done >= p.total {
+            eprintln!();
+        }
+        true
+    };
+    let what = ExportSource {
+        model,
+        adapter,
+        config,
+    };
+    let prepared = prepare(&what, &mut bar)?;
+    let out = match target {
+        Ok(dir) => {
+            let r = merged::write_merged(&prepared, &dir, merged::DEFAULT_SHARD_BYTES, &mut bar)?;
+            serde_json::json!({
+                "format": "merged",
+                "path": dir,
+                "files": r.files,
+                "tensors": r.tensors,
+                "weight_bytes": r.weight_bytes,
+                "shards": r.shards,
+                "dtype": r.dtype,
+            })
+        }
+        Err(None) => return Err("give --merged DIR or --gguf FILE".into()),
+        Err(Some((file, ty, modelfile))) => {
+            let ty: crate::export::gguf::FileType = ty.parse().map_err(|e: String| Failure {
+                code: 2,
+                message: e,
+            })?;
+            let text = modelfile
+                .as_ref()
+                .map(|m| crate::export::modelfile::for_gguf(&prepared, m, &file))
+                .transpose()?;
+            let r = crate::export::gguf::write_gguf(&prepared, &file, ty, &mut bar)?;
+            if let (Some(path), Some(text)) = (&modelfile, &text) {
+                crate::export::modelfile::write(path, text)?;
+            }
+            for f in &r.fallbacks {
+                if !json {
+                    eprintln!("kept at another type: {f}");
+                }
+            }
+            serde_json::json!({
+                "format": "gguf",
+                "path": file,
+                "type": r.file_type.to_string(),
+                "tensors": r.tensors,
+                "bytes": r.bytes,
+                "fallbacks": r.fallbacks,
+                "modelfile": modelfile,
+            })
+        }
+    };
+    let mut out = out;
+    out["seconds"] = serde_json::json!(started.elapsed().as_secs_f64());
+    out["end_of_turn"] = serde_json::json!(prepared.turns.end_of_turn.as_ref().map(|t| &t.text));
+    if json {
+        print_json(&out);
+    } else {
+        eprintln!(
+            "exported {} to {} in {:.1}s",
+            prepared.source_name,
+            out["path"].as_str().unwrap_or_default(),
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

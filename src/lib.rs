@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod doctor;
 pub mod engine;
+pub mod export;
 pub mod fsutil;
 pub mod generate;
 pub mod gguf;

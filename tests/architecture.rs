@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["nn", "tokenizer", "data"],
     &["model", "collate"],
     &["lora", "source", "dataview"],
-    &["generate", "score", "doctor", "train"],
+    &["generate", "score", "doctor", "train", "export"],
     &["engine", "run"],
     &["cli", "tui"],
 ];

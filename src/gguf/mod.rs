@@ -8,8 +8,10 @@
 //!   sizes and the tensor directory entry — what a reader and a writer share;
 //! - [`reader`] (with its header parser, `parse`) and [`hparams`]: a parsed file, its
 //!   metadata and the architecture's hyper-parameters;
-//! - `dequant`: ggml's block formats expanded to `f32`;
-//! - [`arch`]: how each architecture's GGUF tensors map to Hugging Face ones.
+//! - `dequant`: ggml's block formats expanded to `f32`, and [`quantize`]: `f32` values
+//!   stored in them, as the reference quantizers store them;
+//! - [`writer`]: a file written in one streaming pass, as llama.cpp reads it;
+//! - [`arch`]: how each architecture's GGUF tensors map to Hugging Face ones, both ways.
 //!
 //! The file is memory-mapped and parsed once; every length, count and offset in it is
 //! checked against the file size before it is used, so a truncated or corrupt file gives
@@ -21,9 +23,11 @@ pub mod arch;
 mod dequant;
 pub mod hparams;
 mod parse;
+pub mod quantize;
 pub mod reader;
 pub mod types;
 pub mod value;
+pub mod writer;
 
 #[cfg(test)]
 pub(crate) mod testfile;

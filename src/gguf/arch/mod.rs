@@ -71,6 +71,22 @@ impl TensorLayout {
         let (_, hf) = self.layer_tensors().iter().find(|(g, _)| *g == part)?;
         Some(format!("model.layers.{layer}.{hf}.{suffix}"))
     }
+
+    /// The GGUF name of a Hugging Face tensor ([`TensorLayout::hf_name`] the other way),
+    /// or `None` for a tensor this layout has no place for.
+    pub fn gguf_name(self, hf_name: &str) -> Option<String> {
+        let (stem, suffix) = hf_name.rsplit_once('.')?;
+        if suffix != "weight" && suffix != "bias" {
+            return None;
+        }
+        if let Some((g, _)) = GLOBAL_TENSORS.iter().find(|(_, h)| *h == stem) {
+            return Some(format!("{g}.{suffix}"));
+        }
+        let (layer, part) = stem.strip_prefix("model.layers.")?.split_once('.')?;
+        let layer: usize = layer.parse().ok()?;
+        let (g, _) = self.layer_tensors().iter().find(|(_, h)| *h == part)?;
+        Some(format!("blk.{layer}.{g}.{suffix}"))
+    }
 }
 
 /// A GGUF file seen through Hugging Face tensor names and layouts: what a model built for
@@ -177,6 +193,14 @@ mod tests {
         for (g, h) in cases {
             assert_eq!(hf(g).as_deref(), Some(h), "{g}");
         }
+        let layout = TensorLayout::of("llama").expect("llama");
+        for (g, h) in cases {
+            assert_eq!(layout.gguf_name(h).as_deref(), Some(g), "{h}");
+        }
+        assert_eq!(
+            layout.gguf_name("model.layers.0.self_attn.qkv_proj.weight"),
+            None
+        );
         assert_eq!(hf("rope_freqs.weight"), None);
         assert_eq!(hf("blk.x.attn_q.weight"), None);
         assert_eq!(hf("blk.0.attn_qkv.weight"), None);
@@ -198,6 +222,12 @@ mod tests {
             Some("model.layers.0.self_attn.o_proj.weight")
         );
         assert_eq!(hf("output.weight").as_deref(), Some("lm_head.weight"));
+        assert_eq!(
+            TensorLayout::Phi3
+                .gguf_name("model.layers.1.mlp.gate_up_proj.weight")
+                .as_deref(),
+            Some("blk.1.ffn_up.weight")
+        );
         assert_eq!(hf("blk.0.attn_q.weight"), None);
         assert_eq!(hf("rope_factors_long.weight"), None);
         assert_eq!(TensorLayout::of("gemma3"), None);
