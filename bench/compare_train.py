@@ -70,12 +70,21 @@ def ftui_figures(steps, gc):
 def trl_figures(rows, steps, gc):
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    model = AutoModelForCausalLM.from_pretrained(
-        GGUF.parent, gguf_file=GGUF.name, torch_dtype=torch.float32
-    )
+    # The Trainer refuses a model loaded from a GGUF (it counts as quantized):
+    # move the dequantized float32 weights into a plain model of the same config.
+    loaded = AutoModelForCausalLM.from_pretrained(GGUF.parent, gguf_file=GGUF.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    del loaded
+    tok = AutoTokenizer.from_pretrained(GGUF.parent, gguf_file=GGUF.name)
+    if tok.pad_token is None or tok.pad_token == tok.eos_token:
+        tok.pad_token = tok.unk_token or tok.eos_token
     ds = Dataset.from_dict(
         {"input_ids": [r[0] for r in rows], "completion_mask": [r[1] for r in rows]}
     )
@@ -108,7 +117,7 @@ def trl_figures(rows, steps, gc):
     peft = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
                       task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, peft_config=peft,
-                         callbacks=[clock])
+                         processing_class=tok, callbacks=[clock])
     Path("/proc/self/clear_refs").write_text("5")
     trainer.train()
     peak = vm_hwm()
