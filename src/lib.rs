@@ -19,6 +19,7 @@ pub mod lora;
 pub mod model;
 pub mod nn;
 pub mod paths;
+pub mod process;
 pub mod quant;
 pub mod run;
 pub mod score;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Bottom first. A module may import modules of lower rows only.
 const LAYERS: &[&[&str]] = &[
-    &["torch", "fsutil", "paths"],
+    &["torch", "fsutil", "paths", "process"],
     &["config", "logging", "hub", "gguf"],
     &["device", "quant", "template"],
     &["nn", "tokenizer", "data"],

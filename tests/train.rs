@@ -58,6 +58,19 @@ fn model_quantized(
     m
 }
 
+/// The fixtures' adapter settings (r 4, alpha 8, all linear layers).
+fn fixture_spec() -> lora::peft::AdapterSpec {
+    lora::peft::AdapterSpec {
+        r: 4,
+        lora_alpha: 8.0,
+        lora_dropout: 0.0,
+        use_rslora: false,
+        target_modules: ftui::config::TargetModules::Pattern("all-linear".into()),
+        modules_to_save: Vec::new(),
+        bias: "none".into(),
+    }
+}
+
 fn rel(a: &Tensor, b: &Tensor) -> f64 {
     let d = (a - b).norm().double_value(&[]);
     d / b.norm().double_value(&[]).max(1e-30)
@@ -215,15 +228,7 @@ fn five_sft_steps_replay_trl() {
             .collect(),
     );
     let cfg = sft_config();
-    let spec = lora::peft::AdapterSpec {
-        r: 4,
-        lora_alpha: 8.0,
-        lora_dropout: 0.0,
-        use_rslora: false,
-        target_modules: ftui::config::TargetModules::Pattern("all-linear".into()),
-        modules_to_save: Vec::new(),
-        bias: "none".into(),
-    };
+    let spec = fixture_spec();
     let job = train::Job {
         model: &m.model,
         adapter: "default",
@@ -357,15 +362,7 @@ fn adapter_after(
             a.dropout = dropout;
         }
     }
-    let spec = lora::peft::AdapterSpec {
-        r: 4,
-        lora_alpha: 8.0,
-        lora_dropout: 0.0,
-        use_rslora: false,
-        target_modules: ftui::config::TargetModules::Pattern("all-linear".into()),
-        modules_to_save: Vec::new(),
-        bias: "none".into(),
-    };
+    let spec = fixture_spec();
     let job = train::Job {
         model: &m.model,
         adapter: "default",
@@ -488,15 +485,7 @@ fn out_of_memory_halves_the_micro_batch_and_keeps_the_numbers() {
     let (plain, plain_rec) = adapter_after(&cfg, 0.0, None, None);
     let run = |cfg: &TrainingConfig| {
         let m = model_with("llama", &fixture("one-step-llama/adapter"));
-        let spec = lora::peft::AdapterSpec {
-            r: 4,
-            lora_alpha: 8.0,
-            lora_dropout: 0.0,
-            use_rslora: false,
-            target_modules: ftui::config::TargetModules::Pattern("all-linear".into()),
-            modules_to_save: Vec::new(),
-            bias: "none".into(),
-        };
+        let spec = fixture_spec();
         let job = train::Job {
             model: &m.model,
             adapter: "default",

@@ -713,7 +713,7 @@ fn write_run(dir: &Path, info: serde_json::Value, alive: bool, lines: &[serde_js
     } else {
         2_147_483_646u32.into()
     };
-    info["host"] = ftui::tui::runs::hostname().into();
+    info["host"] = ftui::process::hostname().into();
     info["engine"] = "ftui".into();
     std::fs::write(dir.join("run.json"), info.to_string()).expect("run.json");
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();

@@ -16,8 +16,8 @@
 //! The file is memory-mapped and parsed once; every length, count and offset in it is
 //! checked against the file size before it is used, so a truncated or corrupt file gives
 //! a one-line [`GgufError`] naming the file and the problem, never a panic or a huge
-//! allocation. The tokenizer a file describes is built next to the other tokenizers
-//! (`crate::tokenizer`).
+//! allocation. The tokenizer a file describes is built next to the other tokenizers,
+//! in the tokenizer module, which reads this one.
 
 pub mod arch;
 mod dequant;

@@ -45,7 +45,7 @@ pub fn spawn(exe: &Path, args: &[OsString], dir: &Path) -> Result<u32, RunError>
         dir,
         &RunInfo {
             pid: child.id(),
-            host: super::hostname(),
+            host: crate::process::hostname(),
             engine: "ftui".into(),
             status: RunStatus::Starting,
             step: 0,

@@ -20,6 +20,7 @@ pub use control::{send, Command};
 pub use list::{list_runs, RunRow};
 pub use session::{Recorder, Run, RunHandle};
 
+use crate::process::{hostname, pid_alive};
 use crate::train::setup::Problem;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -127,25 +128,6 @@ pub fn read_info(dir: &Path) -> Result<Option<RunInfo>, RunError> {
             path,
             message: e.to_string(),
         })
-}
-
-/// This machine's name, as `run.json` records it.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// Whether process `pid` exists on this machine and is not a zombie.
-pub fn pid_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // "pid (comm) S ...": the state follows the last parenthesis.
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].trim_start().chars().next());
-    !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// What a folder's `run.json` says about taking the folder over.

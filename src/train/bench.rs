@@ -4,7 +4,6 @@
 
 use super::setup::{self, ADAPTER};
 use super::{Control, Job, Observer, ShuffledRows, TrainError};
-use crate::collate::Preparer;
 use crate::config::RunConfig;
 use serde::Serialize;
 use std::time::Instant;
@@ -38,16 +37,7 @@ impl Observer for Clock {
 /// Trains `steps` measured steps (plus one warm-up step) without writing anything.
 pub fn bench(c: &RunConfig, steps: usize) -> Result<TrainBench, TrainError> {
     let (m, spec) = setup::load(c)?;
-    let data_cfg = c
-        .data
-        .as_ref()
-        .ok_or_else(|| TrainError::Data("[data] is missing".into()))?;
-    let dataset = crate::data::load_dataset(data_cfg, &mut |_, _, _| {})
-        .map_err(|e| TrainError::Data(e.to_string()))?;
-    let preparer = Preparer::new(c, &m.tokenizer).map_err(|e| TrainError::Data(e.to_string()))?;
-    let (rows, _) = preparer
-        .prepare(&dataset.train)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let (_, preparer, rows, _) = setup::prepare_data(c, &m.tokenizer)?;
     let data = ShuffledRows {
         rows,
         preparer: &preparer,

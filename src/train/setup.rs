@@ -220,6 +220,32 @@ pub fn load(c: &RunConfig) -> Result<(LoadedModel, AdapterSpec), TrainError> {
     Ok((m, spec))
 }
 
+/// The run's dataset, its preparer and the prepared training rows with their report.
+pub fn prepare_data<'t>(
+    c: &RunConfig,
+    tokenizer: &'t crate::tokenizer::TextTokenizer,
+) -> Result<
+    (
+        crate::data::Dataset,
+        Preparer<'t>,
+        Vec<crate::collate::Row>,
+        Report,
+    ),
+    TrainError,
+> {
+    let data_cfg = c
+        .data
+        .as_ref()
+        .ok_or_else(|| TrainError::Data("[data] is missing".into()))?;
+    let dataset = crate::data::load_dataset(data_cfg, &mut |_, _, _| {})
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let preparer = Preparer::new(c, tokenizer).map_err(|e| TrainError::Data(e.to_string()))?;
+    let (rows, report) = preparer
+        .prepare(&dataset.train)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+    Ok((dataset, preparer, rows, report))
+}
+
 /// What a run would do, for `--dry-run` and the start of a run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
@@ -247,16 +273,7 @@ pub fn run(
     control: &Control,
 ) -> Result<(Plan, Option<Summary>), TrainError> {
     let (m, spec) = load(c)?;
-    let data_cfg = c
-        .data
-        .as_ref()
-        .ok_or_else(|| TrainError::Data("[data] is missing".into()))?;
-    let dataset = crate::data::load_dataset(data_cfg, &mut |_, _, _| {})
-        .map_err(|e| TrainError::Data(e.to_string()))?;
-    let preparer = Preparer::new(c, &m.tokenizer).map_err(|e| TrainError::Data(e.to_string()))?;
-    let (rows, report) = preparer
-        .prepare(&dataset.train)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let (dataset, preparer, rows, report) = prepare_data(c, &m.tokenizer)?;
     refuse(data_problems(&report))?;
     let eval_rows = if dataset.eval.is_empty() {
         None

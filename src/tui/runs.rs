@@ -5,6 +5,7 @@
 //! another terminal, an earlier workbench or another engine looks the same.
 //! Nothing here links libtorch.
 
+use crate::process::{hostname, pid_alive};
 use serde::Deserialize;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -113,25 +114,6 @@ impl RunInfo {
         let per_step = self.elapsed_seconds()? as f64 / self.step as f64;
         Some((per_step * total.saturating_sub(self.step) as f64).round() as i64)
     }
-}
-
-/// This machine's name, as `run.json` records it.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// Whether process `pid` exists on this machine and is not a zombie.
-pub fn pid_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // "pid (comm) S ...": the state follows the last parenthesis.
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].trim_start().chars().next());
-    !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// `2025-01-31T12:00:00Z` (or with an offset, or fractional seconds) as
